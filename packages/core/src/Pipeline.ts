@@ -1,0 +1,64 @@
+/**
+ * How the pieces plug together: a source is a Stream of `Unit`s (records of one scope and kind,
+ * plus the cursor they complete once the scope/kind is exhausted); transforms are pure
+ * record -> record-or-drop functions; staging writes each unit atomically.
+ *
+ *   source.pipe(Pipeline.transform(t1, t2), Pipeline.stage) // -> Effect<Totals>
+ */
+import { Effect, Stream } from "effect"
+import * as Staging from "./Staging.ts"
+import type { SyncRecord } from "./SyncRecord.ts"
+
+export type Unit = Staging.StageInput
+
+export type Source<E = never, R = never> = Stream.Stream<Unit, E, R>
+
+/** Pure: return the record (possibly changed) to keep it, or `undefined` to drop it. */
+export type Transform = (record: SyncRecord) => SyncRecord | undefined
+
+export const compose = (...transforms: ReadonlyArray<Transform>): Transform => (record) => {
+  let current: SyncRecord | undefined = record
+  for (const t of transforms) {
+    if (current === undefined) return undefined
+    current = t(current)
+  }
+  return current
+}
+
+export interface Totals extends Staging.StageResult {
+  readonly dropped: number
+  readonly units: number
+}
+
+export const emptyTotals: Totals = { inserted: 0, updated: 0, unchanged: 0, quarantined: 0, dropped: 0, units: 0 }
+
+/** Applies transforms to every record of every unit; counts drops on the unit for reporting. */
+export const transform = (...transforms: ReadonlyArray<Transform>) => {
+  const t = compose(...transforms)
+  return <E, R>(source: Source<E, R>): Stream.Stream<Unit & { readonly dropped: number }, E, R> =>
+    Stream.map(source, (unit) => {
+      const records: Array<SyncRecord> = []
+      for (const r of unit.records) {
+        const out = t(r)
+        if (out !== undefined) records.push(out)
+      }
+      return { ...unit, records, dropped: unit.records.length - records.length }
+    })
+}
+
+/** Stages every unit in its own transaction, in order; returns the totals. */
+export const stage = <E, R>(
+  source: Stream.Stream<Unit & { readonly dropped?: number }, E, R>
+): Effect.Effect<Totals, E | Staging.StagingError, R | Staging.Staging> =>
+  Effect.gen(function*() {
+    const staging = yield* Staging.Staging
+    return yield* Stream.runFoldEffect(source, () => emptyTotals, (acc, unit) =>
+      Effect.map(staging.stage(unit), (r) => ({
+        inserted: acc.inserted + r.inserted,
+        updated: acc.updated + r.updated,
+        unchanged: acc.unchanged + r.unchanged,
+        quarantined: acc.quarantined + r.quarantined,
+        dropped: acc.dropped + (unit.dropped ?? 0),
+        units: acc.units + 1
+      })))
+  })

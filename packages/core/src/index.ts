@@ -1,0 +1,8 @@
+export * as Backoff from "./Backoff.ts"
+export * as Database from "./Database.ts"
+export * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
+export * as Migrations from "./Migrations.ts"
+export * as Pipeline from "./Pipeline.ts"
+export * as Staging from "./Staging.ts"
+export * as SyncRecord from "./SyncRecord.ts"
+export * as Uuid from "./Uuid.ts"
