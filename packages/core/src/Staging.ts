@@ -109,6 +109,17 @@ export interface Run extends RunStart, Partial<Omit<RunEnd, "status">> {
   readonly finishedAt: Date | null
 }
 
+/** Selects staged records of one instance and kind (current content). */
+export interface RecordFilter {
+  readonly instance: string
+  readonly kind: string
+  readonly projectId?: number | undefined
+  readonly keys?: ReadonlyArray<string> | undefined
+  /** Keep records whose top-level data field `field` (as text) is one of `in`. */
+  readonly where?: { readonly field: string; readonly in: ReadonlyArray<string> } | undefined
+  readonly limit?: number | undefined
+}
+
 export interface Summary {
   readonly recordsByKind: { readonly [kind: string]: number }
   readonly batches: { readonly [status in BatchStatus]: number }
@@ -139,6 +150,10 @@ export class BatchNotFound extends Data.TaggedError("BatchNotFound")<{ readonly 
 export interface Service {
   /** Upserts records (unchanged ones untouched), cursors and quarantine entries in one transaction. */
   readonly stage: (input: StageInput) => Effect.Effect<StageResult, StagingError>
+  /** Current staged content of matching records (e.g. unfinished pipelines to poll again). */
+  readonly records: (filter: RecordFilter) => Effect.Effect<ReadonlyArray<SyncRecord.SyncRecord>, StagingError>
+  /** key -> staged updatedAt (ISO) for the given keys: lets a source skip unchanged parents' children. */
+  readonly versions: (filter: Omit<RecordFilter, "where" | "limit">) => Effect.Effect<ReadonlyMap<string, string>, StagingError>
   readonly cursor: (key: CursorKey) => Effect.Effect<Option.Option<Cursor>, StagingError>
   readonly cursors: (filter?: { readonly instance?: string; readonly projectId?: number }) => Effect.Effect<ReadonlyArray<Cursor>, StagingError>
   /** Deletes cursors so the next fetch starts from the backfill window; returns how many. */
@@ -404,6 +419,31 @@ export const make = Effect.gen(function*() {
     })))
   }
 
+  const recordFilter = (filter: Omit<RecordFilter, "limit">) =>
+    sql.and([
+      sql`instance = ${filter.instance}`,
+      sql`kind = ${filter.kind}`,
+      ...(filter.projectId === undefined ? [] : [sql`project_id = ${filter.projectId}`]),
+      ...(filter.keys === undefined ? [] : [sql`key = ANY(ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(filter.keys)}::jsonb)))`]),
+      ...(filter.where === undefined ? [] : [
+        sql`data->>${filter.where.field} = ANY(ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(filter.where.in)}::jsonb)))`
+      ])
+    ])
+
+  const records = (filter: RecordFilter) =>
+    wrap("records", sql<ItemRow>`SELECT instance, kind, project_id::float8 AS project_id, project_path, key, updated_at, data
+      FROM records WHERE ${recordFilter(filter)} ORDER BY project_id, key LIMIT ${filter.limit ?? 100_000}`).pipe(
+      Effect.map((rows) => rows.map(toRecord))
+    )
+
+  const versions = (filter: Omit<RecordFilter, "where" | "limit">) =>
+    filter.keys !== undefined && filter.keys.length === 0
+      ? Effect.succeed(new Map<string, string>())
+      : wrap("versions", sql<{ key: string; updated_at: Date }>`SELECT key, updated_at FROM records
+          WHERE ${recordFilter(filter)}`).pipe(
+          Effect.map((rows) => new Map(rows.map((r) => [r.key, r.updated_at.toISOString()])))
+        )
+
   type CursorRow = { instance: string; project_id: number; kind: string; value: string; updated_at: Date }
   const toCursor = (r: CursorRow): Cursor => ({
     instance: r.instance,
@@ -496,6 +536,9 @@ export const make = Effect.gen(function*() {
     select: (afterRound: number) => Effect.Effect<ReadonlyArray<Candidate>, SqlError.SqlError>
   ) =>
     wrap(operation, Effect.gen(function*() {
+      // A fetch may have just grown the table many-fold; without fresh statistics the planner
+      // picks sequential scans for the key joins below (measured: 50 s instead of 3 s for 100k).
+      yield* sql`ANALYZE records`
       let batches = 0
       let records = 0
       let quarantined = 0
@@ -715,6 +758,8 @@ export const make = Effect.gen(function*() {
 
   return Staging.of({
     stage,
+    records,
+    versions,
     cursor,
     cursors,
     resetCursors,

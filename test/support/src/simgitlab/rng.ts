@@ -13,6 +13,8 @@ export const hash = (...xs: ReadonlyArray<number>): number => {
   return h >>> 0
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+
 /** mulberry32 */
 export class Rng {
   private state: number
@@ -41,8 +43,11 @@ export class Rng {
   }
   hex(chars: number): string {
     let s = ""
-    while (s.length < chars) s += ((this.next() * 0x100000000) >>> 0).toString(16).padStart(8, "0")
-    return s.slice(0, chars)
+    while (s.length < chars) {
+      const x = (this.next() * 0x100000000) >>> 0
+      s += (HEX[x >>> 24] as string) + HEX[(x >>> 16) & 255] + HEX[(x >>> 8) & 255] + HEX[x & 255]
+    }
+    return s.length === chars ? s : s.slice(0, chars)
   }
 }
 

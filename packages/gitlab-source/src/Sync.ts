@@ -1,0 +1,469 @@
+/**
+ * One sync cycle of one GitLab instance: resolve projects, then per project stream every entity
+ * into staging incrementally, with a run-log row per (cycle, project) and a report.
+ *
+ * Incremental rules:
+ * - cursor per (instance, project, entity) = start of the last successful run minus the overlap;
+ *   the first run backfills `backfillDays`. A cursor only moves in the unit that completes its
+ *   entity, and only when nothing was left behind (failed pages/MRs keep the old cursor).
+ * - an MR is (re)fetched with all pages of its notes, approvals, commits and diffs only when its
+ *   `updated_at` differs from the staged one, and it is staged in ONE unit (one transaction) with
+ *   all its children: a crash never leaves an MR recorded as current with missing children.
+ * - a project's failure never blocks other projects; 401 (or a TLS failure) stops the instance.
+ */
+import { Pipeline as CorePipeline, Staging, type SyncRecord, Uuid } from "@mhq-sync/core"
+import { Duration, Effect, Fiber, Option, Schedule, Stream } from "effect"
+import * as Approval from "./Approval.ts"
+import * as Commit from "./Commit.ts"
+import * as Deployment from "./Deployment.ts"
+import * as DiffStat from "./DiffStat.ts"
+import * as Entity from "./Entity.ts"
+import * as GitlabClient from "./GitlabClient.ts"
+import * as InstanceConfig from "./InstanceConfig.ts"
+import * as MergeRequest from "./MergeRequest.ts"
+import * as Note from "./Note.ts"
+import * as Pipeline from "./Pipeline.ts"
+import * as Project from "./Project.ts"
+
+export type Status = "ok" | "partial" | "failed"
+
+export interface ProjectReport {
+  readonly projectId: number
+  readonly projectPath: string
+  readonly status: Status
+  /** Records handed to staging per kind (new or changed at the source), plus "quarantined". */
+  readonly counts: { readonly [kind: string]: number }
+  readonly staged: CorePipeline.Totals
+  readonly warnings: ReadonlyArray<string>
+  readonly errors: ReadonlyArray<string>
+  readonly requests: number
+  readonly pages: number
+  readonly durationMs: number
+}
+
+export interface InstanceReport {
+  readonly instance: string
+  readonly cycleId: string
+  readonly status: Status
+  readonly startedAt: string
+  readonly durationMs: number
+  /** Every request sent to the instance in this cycle (resolution included). */
+  readonly requests: number
+  readonly projects: ReadonlyArray<ProjectReport>
+  readonly warnings: ReadonlyArray<string>
+  /** Instance-level errors (config, token, TLS, unresolvable references). */
+  readonly errors: ReadonlyArray<string>
+}
+
+export interface Options {
+  readonly cycleId?: string | undefined
+  /** Clock for cursors (epoch ms); default Date.now. */
+  readonly now?: (() => number) | undefined
+  /** Projects synced at the same time (default: the instance's concurrency). */
+  readonly projectConcurrency?: number | undefined
+  /** How often long project syncs log their progress (default 30 s). */
+  readonly progressInterval?: Duration.Input | undefined
+  readonly client?: GitlabClient.Options | undefined
+}
+
+const mrChildKinds = [Note.kind, Approval.kind, Commit.kind, DiffStat.kind] as const
+type ChildKind = typeof mrChildKinds[number]
+
+/** Mutable bookkeeping of one project's sync. */
+interface ProjectState {
+  readonly scope: Entity.ProjectScope
+  readonly counter: GitlabClient.Counter
+  readonly counts: { [kind: string]: number }
+  readonly warnings: Array<string>
+  readonly errors: Array<string>
+  staged: CorePipeline.Totals
+  records: number
+  /** Child endpoints this project does not offer (skipped after the first 403/404). */
+  readonly unavailable: Set<ChildKind>
+}
+
+const addTotals = (a: CorePipeline.Totals, b: CorePipeline.Totals): CorePipeline.Totals => ({
+  inserted: a.inserted + b.inserted,
+  updated: a.updated + b.updated,
+  unchanged: a.unchanged + b.unchanged,
+  quarantined: a.quarantined + b.quarantined,
+  dropped: a.dropped + b.dropped,
+  units: a.units + b.units
+})
+
+type Fatal = GitlabClient.TokenRejected | GitlabClient.TlsFailure
+const isFatal = (e: { readonly _tag: string }): e is Fatal => e._tag === "TokenRejected" || e._tag === "TlsFailure"
+
+/** Splits errors into fatal (propagated: they stop the instance) and per-entity ones (handled). */
+const handleEntityError = (state: ProjectState, entity: string, e: GitlabClient.GitlabError | Staging.StagingError): Effect.Effect<void, Fatal> => {
+  if (isFatal(e)) return Effect.fail(e)
+  switch (e._tag) {
+    case "EntityUnavailable":
+      state.warnings.push(`${entity}: skipped, not available for this project (${e.status} on ${e.url}${e.detail ? `: ${e.detail}` : ""})`)
+      return Effect.void
+    case "MalformedResponse":
+      state.warnings.push(`${entity}: ${e.message}; the payload is quarantined and the entity will be fetched again next run`)
+      return Effect.void
+    default:
+      state.errors.push(`${entity}: ${e.message}`)
+      return Effect.void
+  }
+}
+
+export const run = (
+  config: InstanceConfig.InstanceConfig,
+  options: Options = {}
+): Effect.Effect<InstanceReport, never, Staging.Staging> =>
+  Effect.scoped(Effect.gen(function*() {
+    const staging = yield* Staging.Staging
+    const now = options.now ?? Date.now
+    const cycleId = options.cycleId ?? Uuid.v7()
+    const runStart = now()
+    const instance = config.url
+    const newCursor = new Date(runStart - InstanceConfig.overlapMillis(config)).toISOString()
+    const backfillFrom = new Date(runStart - config.backfillDays * 86_400_000).toISOString()
+    const warnings: Array<string> = []
+    const errors: Array<string> = []
+    const reports: Array<ProjectReport> = []
+    const progressEvery = Duration.fromInputUnsafe(options.progressInterval ?? "30 seconds")
+
+    const finish = (status: Status, requests: number): InstanceReport => ({
+      instance,
+      cycleId,
+      status,
+      startedAt: new Date(runStart).toISOString(),
+      durationMs: now() - runStart,
+      requests,
+      projects: [...reports].sort((a, b) => a.projectId - b.projectId),
+      warnings,
+      errors
+    })
+
+    const clientResult = yield* Effect.result(GitlabClient.make(config, options.client))
+    if (clientResult._tag === "Failure") {
+      errors.push(clientResult.failure.message)
+      yield* Effect.logError(`GitLab ${instance}: ${clientResult.failure.message}`)
+      return finish("failed", 0)
+    }
+    const client = clientResult.success
+
+    // ------------------------------------------------------------------ resolution
+    const resolved = yield* Effect.result(Project.resolve(client))
+    if (resolved._tag === "Failure") {
+      errors.push(resolved.failure.message)
+      yield* Effect.logError(`GitLab ${instance}: ${resolved.failure.message}`)
+      return finish("failed", yield* client.requests)
+    }
+    const { projects } = resolved.success
+    errors.push(...resolved.success.errors)
+    warnings.push(...resolved.success.warnings)
+    if (resolved.success.quarantine.length > 0) {
+      yield* staging.quarantine(resolved.success.quarantine).pipe(Effect.catch((e) => Effect.sync(() => errors.push(e.message))))
+    }
+    if (projects.length === 0 && errors.length === 0) warnings.push("no projects configured or found: nothing to sync")
+    yield* Effect.logInfo(`GitLab ${instance}: syncing ${projects.length} project(s)`)
+
+    // ------------------------------------------------------------------ per project
+    const stageUnits = (state: ProjectState, units: Stream.Stream<CorePipeline.Unit, GitlabClient.GitlabError | Staging.StagingError>) =>
+      CorePipeline.stage(Stream.tap(units, (u) =>
+        Effect.sync(() => {
+          for (const r of u.records) state.counts[r.kind] = (state.counts[r.kind] ?? 0) + 1
+          const q = u.quarantine?.length ?? 0
+          if (q > 0) state.counts["quarantined"] = (state.counts["quarantined"] ?? 0) + q
+          state.records += u.records.length
+        }))).pipe(Effect.map((totals) => {
+          state.staged = addTotals(state.staged, totals)
+        }), Effect.provideService(Staging.Staging, staging))
+
+    /** Runs one entity's units; errors are recorded (fatal ones propagate), staged units stay staged. */
+    const entity = (
+      state: ProjectState,
+      name: string,
+      units: Stream.Stream<CorePipeline.Unit, GitlabClient.GitlabError | Staging.StagingError>
+    ): Effect.Effect<void, Fatal> =>
+      stageUnits(state, units).pipe(
+        Effect.catch((e) => {
+          if (e._tag === "MalformedResponse") {
+            const q = Entity.quarantinePayload(state.scope, name, `GET ${e.url}`, e.raw, e.message)
+            return staging.quarantine([q]).pipe(
+              Effect.catch((se) => Effect.sync(() => state.errors.push(se.message))),
+              Effect.andThen(handleEntityError(state, name, e))
+            )
+          }
+          return handleEntityError(state, name, e)
+        })
+      )
+
+    const sinceOf = (state: ProjectState, kind: string) =>
+      staging.cursor({ instance, projectId: state.scope.projectId, kind }).pipe(
+        Effect.map(Option.match({ onNone: () => backfillFrom, onSome: (c) => c.value }))
+      )
+
+    const cursorUnit = (state: ProjectState, kind: string): CorePipeline.Unit => ({
+      records: [],
+      cursors: [{ instance, projectId: state.scope.projectId, kind, value: newCursor }]
+    })
+
+    /** The changed items of a listed page: staged version differs (or nothing staged yet). */
+    const changedOf = <A>(state: ProjectState, kind: string, items: ReadonlyArray<A>, keyOf: (a: A) => string, updatedOf: (a: A) => string) =>
+      items.length === 0 ? Effect.succeed([] as ReadonlyArray<A>) : Effect.map(
+        staging.versions({ instance, kind, projectId: state.scope.projectId, keys: items.map(keyOf) }),
+        (versions) => items.filter((a) => !Entity.sameInstant(versions.get(keyOf(a)), updatedOf(a)))
+      )
+
+    // --- merge requests + children ------------------------------------------------------------
+    type ChildResult = { readonly records: Array<SyncRecord.SyncRecord>; readonly quarantine: Array<Staging.QuarantineEntry> }
+
+    const fetchChild = <A>(
+      state: ProjectState,
+      kind: ChildKind,
+      iid: number,
+      fetch: Effect.Effect<Entity.Decoded<A>, GitlabClient.GitlabError>,
+      toRecords: (items: ReadonlyArray<A>) => ReadonlyArray<SyncRecord.SyncRecord>
+    ): Effect.Effect<ChildResult | "incomplete", Fatal> =>
+      state.unavailable.has(kind) ? Effect.succeed({ records: [], quarantine: [] }) : fetch.pipe(
+        Effect.map((d): ChildResult => ({ records: [...toRecords(d.items)], quarantine: [...d.quarantine] })),
+        Effect.catch((e): Effect.Effect<ChildResult | "incomplete", Fatal> => {
+          if (isFatal(e)) return Effect.fail(e)
+          if (e._tag === "EntityUnavailable") {
+            if (!state.unavailable.has(kind)) {
+              state.unavailable.add(kind)
+              state.warnings.push(`${kind}: skipped for this project, endpoint not available (${e.status} on ${e.url}${e.detail ? `: ${e.detail}` : ""})`)
+            }
+            return Effect.succeed({ records: [], quarantine: [] })
+          }
+          if (e._tag === "MalformedResponse") {
+            state.warnings.push(`${kind} of MR !${iid}: ${e.message}; quarantined, the MR will be fetched again next run`)
+            return staging.quarantine([Entity.quarantinePayload(state.scope, kind, `GET ${e.url}`, e.raw, e.message)]).pipe(
+              Effect.catch((se) => Effect.sync(() => state.errors.push(se.message))),
+              Effect.as("incomplete" as const)
+            )
+          }
+          state.errors.push(`${kind} of MR !${iid}: ${e.message}; the MR will be fetched again next run`)
+          return Effect.succeed("incomplete" as const)
+        })
+      )
+
+    /** One MR with all its children as one unit, or undefined when a child could not be fetched. */
+    const mrUnit = (state: ProjectState, mr: MergeRequest.MergeRequest): Effect.Effect<CorePipeline.Unit | undefined, Fatal> =>
+      Effect.gen(function*() {
+        const s = state.scope
+        const at = mr.updated_at
+        const children = yield* Effect.all([
+          fetchChild(state, Note.kind, mr.iid, Note.fetchAll(client, s, mr.iid), (xs) => xs.map((n) => Note.toRecord(s, mr.iid, at, n))),
+          fetchChild(state, Approval.kind, mr.iid, Approval.fetch(client, s, mr.iid), (xs) => xs.map((a) => Approval.toRecord(s, mr.iid, at, a))),
+          fetchChild(state, Commit.kind, mr.iid, Commit.fetchAll(client, s, mr.iid), (xs) => xs.map((c) => Commit.toRecord(s, mr.iid, at, config.privacy, c))),
+          fetchChild(state, DiffStat.kind, mr.iid, DiffStat.fetchAll(client, s, mr.iid), (xs) => [DiffStat.toRecord(s, mr.iid, at, DiffStat.count(xs))])
+        ], { concurrency: "unbounded" })
+        if (children.some((c) => c === "incomplete")) return undefined
+        const complete = children as ReadonlyArray<ChildResult>
+        return {
+          records: [MergeRequest.toRecord(s, mr), ...complete.flatMap((c) => c.records)],
+          quarantine: complete.flatMap((c) => c.quarantine)
+        }
+      })
+
+    const mergeRequests = (state: ProjectState) =>
+      Effect.gen(function*() {
+        const since = yield* sinceOf(state, MergeRequest.kind)
+        let incomplete = 0
+        const units = MergeRequest.list(client, state.scope.projectId, since).pipe(
+          Stream.mapEffect((page) => {
+            const d = Entity.decodeItems(MergeRequest.MergeRequest, page.items, { scope: state.scope, kind: MergeRequest.kind, origin: page.origin })
+            return Effect.map(changedOf(state, MergeRequest.kind, d.items, MergeRequest.key, (m) => m.updated_at), (changed) => ({ changed, quarantine: d.quarantine }))
+          }),
+          Stream.flatMap(({ changed, quarantine }) =>
+            Stream.concat(
+              Stream.succeed<ReadonlyArray<CorePipeline.Unit>>(quarantine.length > 0 ? [{ records: [], quarantine }] : []),
+              Stream.fromIterable(changed).pipe(
+                Stream.mapEffect((mr) => mrUnit(state, mr), { concurrency: config.concurrency }),
+                Stream.map((u): ReadonlyArray<CorePipeline.Unit> => {
+                  if (u === undefined) incomplete++
+                  return u === undefined ? [] : [u]
+                })
+              )
+            )
+          ),
+          Stream.flatMap((us) => Stream.fromIterable(us)),
+          Stream.concat(Stream.suspend(() => incomplete === 0 ? Stream.make(cursorUnit(state, MergeRequest.kind)) : Stream.empty))
+        )
+        yield* entity(state, MergeRequest.kind, units)
+      })
+
+    // --- pipelines ------------------------------------------------------------------------------
+    const pipelines = (state: ProjectState) =>
+      Effect.gen(function*() {
+        const s = state.scope
+        const since = yield* sinceOf(state, Pipeline.kind)
+        const seen = new Set<string>()
+        let incomplete = 0
+        const detail = (id: number) =>
+          Pipeline.fetch(client, s, id).pipe(
+            Effect.map((d) => ({ records: d.items.map((p) => Pipeline.toRecord(s, p)), quarantine: d.quarantine })),
+            Effect.catch((e): Effect.Effect<{ records: Array<SyncRecord.SyncRecord>; quarantine: ReadonlyArray<Staging.QuarantineEntry> }, Fatal> => {
+              if (isFatal(e)) return Effect.fail(e)
+              incomplete++
+              state.errors.push(`pipeline ${id}: ${e.message}`)
+              return Effect.succeed({ records: [], quarantine: [] })
+            })
+          )
+        const listed = Pipeline.list(client, s.projectId, since).pipe(
+          Stream.mapEffect((page) =>
+            Effect.gen(function*() {
+              const d = Entity.decodeItems(Pipeline.Pipeline, page.items, { scope: s, kind: Pipeline.kind, origin: page.origin })
+              for (const p of d.items) seen.add(String(p.id))
+              const changed = yield* changedOf(state, Pipeline.kind, d.items, (p) => String(p.id), (p) => p.updated_at)
+              const details = yield* Effect.forEach(changed, (p) => detail(p.id), { concurrency: config.concurrency })
+              return { records: details.flatMap((x) => x.records), quarantine: [...d.quarantine, ...details.flatMap((x) => x.quarantine)] }
+            })
+          )
+        )
+        const repoll = Stream.fromEffect(Effect.gen(function*() {
+          const open = yield* staging.records({ instance, kind: Pipeline.kind, projectId: s.projectId, where: { field: "status", in: Pipeline.unfinishedStatuses } })
+          const todo = open.filter((r) => !seen.has(r.key))
+          const details = yield* Effect.forEach(todo, (r) =>
+            detail(Number(r.key)).pipe(Effect.map((x) => ({ ...x, records: x.records.filter((n) => !Entity.sameInstant(n.updatedAt, r.updatedAt)) }))), { concurrency: config.concurrency })
+          return { records: details.flatMap((x) => x.records), quarantine: details.flatMap((x) => x.quarantine) }
+        }))
+        const units = Stream.concat(listed, repoll).pipe(
+          Stream.filter((u) => u.records.length > 0 || u.quarantine.length > 0),
+          Stream.concat(Stream.suspend(() => incomplete === 0 ? Stream.make(cursorUnit(state, Pipeline.kind)) : Stream.empty))
+        )
+        yield* entity(state, Pipeline.kind, units)
+      })
+
+    // --- deployments ----------------------------------------------------------------------------
+    const deployments = (state: ProjectState) =>
+      Effect.gen(function*() {
+        const s = state.scope
+        const since = yield* sinceOf(state, Deployment.kind)
+        const seen = new Set<string>()
+        let incomplete = 0
+        const listed = Deployment.list(client, s.projectId, since).pipe(
+          Stream.mapEffect((page) =>
+            Effect.gen(function*() {
+              const d = Entity.decodeItems(Deployment.Deployment, page.items, { scope: s, kind: Deployment.kind, origin: page.origin })
+              for (const x of d.items) seen.add(String(x.id))
+              const changed = yield* changedOf(state, Deployment.kind, d.items, (x) => String(x.id), (x) => x.updated_at)
+              return { records: changed.map((x) => Deployment.toRecord(s, x)), quarantine: d.quarantine }
+            })
+          )
+        )
+        const repoll = Stream.fromEffect(Effect.gen(function*() {
+          const open = yield* staging.records({ instance, kind: Deployment.kind, projectId: s.projectId, where: { field: "status", in: Deployment.unfinishedStatuses } })
+          const todo = open.filter((r) => !seen.has(r.key))
+          const fetched = yield* Effect.forEach(todo, (r) =>
+            Deployment.fetch(client, s, Number(r.key)).pipe(
+              Effect.map((d) => ({ records: d.items.map((x) => Deployment.toRecord(s, x)).filter((n) => !Entity.sameInstant(n.updatedAt, r.updatedAt)), quarantine: d.quarantine })),
+              Effect.catch((e): Effect.Effect<{ records: Array<SyncRecord.SyncRecord>; quarantine: ReadonlyArray<Staging.QuarantineEntry> }, Fatal> => {
+                if (isFatal(e)) return Effect.fail(e)
+                incomplete++
+                state.errors.push(`deployment ${r.key}: ${e.message}`)
+                return Effect.succeed({ records: [], quarantine: [] })
+              })
+            ), { concurrency: config.concurrency })
+          return { records: fetched.flatMap((x) => x.records), quarantine: fetched.flatMap((x) => x.quarantine) }
+        }))
+        const units = Stream.concat(listed, repoll).pipe(
+          Stream.filter((u) => u.records.length > 0 || u.quarantine.length > 0),
+          Stream.concat(Stream.suspend(() => incomplete === 0 ? Stream.make(cursorUnit(state, Deployment.kind)) : Stream.empty))
+        )
+        yield* entity(state, Deployment.kind, units)
+      })
+
+    // --- one project ------------------------------------------------------------------------------
+    let fatal: Fatal | undefined
+    const syncProject = (project: Project.Project): Effect.Effect<void, Fatal> =>
+      Effect.gen(function*() {
+        const started = now()
+        const state: ProjectState = {
+          scope: Project.scopeOf(instance, project),
+          counter: GitlabClient.newCounter(),
+          counts: {},
+          warnings: [],
+          errors: [],
+          staged: CorePipeline.emptyTotals,
+          records: 0,
+          unavailable: new Set()
+        }
+        const runId = yield* staging.startRun({ cycleId, instance, projectId: project.id, projectPath: project.path_with_namespace }).pipe(
+          Effect.map(Option.some),
+          Effect.catch((e) => Effect.sync(() => {
+            state.errors.push(e.message)
+            return Option.none<number>()
+          }))
+        )
+        const progress = Effect.suspend(() => {
+          const minutes = Math.max(1e-9, (now() - started) / 60_000)
+          return Effect.logInfo(
+            `GitLab ${instance} ${project.path_with_namespace}: ${state.counter.pages} pages, ${state.records} records, ` +
+              `${state.counter.requests} requests (${Math.round(state.counter.requests / minutes)}/min)`
+          )
+        }).pipe(Effect.delay(progressEvery), Effect.repeat(Schedule.spaced(progressEvery)))
+        const progressFiber = yield* Effect.forkChild(progress)
+
+        const body = Effect.gen(function*() {
+          yield* entity(state, Project.kind, Stream.make({ records: [Project.toRecord(instance, project)] }))
+          const guard = (name: string, eff: Effect.Effect<void, Fatal | Staging.StagingError>) =>
+            Effect.catchTag(eff, "StagingError", (e) => handleEntityError(state, name, e))
+          yield* guard(MergeRequest.kind, mergeRequests(state))
+          yield* guard(Pipeline.kind, pipelines(state))
+          yield* guard(Deployment.kind, deployments(state))
+        }).pipe(Effect.provideService(GitlabClient.RequestCounter, state.counter))
+
+        const exit = yield* Effect.exit(body)
+        yield* Fiber.interrupt(progressFiber)
+        const failedWith = exit._tag === "Failure"
+          ? (fatal?.message ?? "stopped: the instance sync was interrupted")
+          : undefined
+        if (failedWith !== undefined) state.errors.push(failedWith)
+        const status: Status = failedWith !== undefined ? "failed" : state.errors.length > 0 ? "partial" : "ok"
+        const counts = { ...state.counts, requests: state.counter.requests }
+        if (Option.isSome(runId)) {
+          yield* staging.finishRun(runId.value, { status, counts, warnings: state.warnings, errors: state.errors }).pipe(
+            Effect.catch((e) => Effect.logError(`run log for ${project.path_with_namespace}: ${e.message}`))
+          )
+        }
+        reports.push({
+          projectId: project.id,
+          projectPath: project.path_with_namespace,
+          status,
+          counts: state.counts,
+          staged: state.staged,
+          warnings: state.warnings,
+          errors: state.errors,
+          requests: state.counter.requests,
+          pages: state.counter.pages,
+          durationMs: now() - started
+        })
+        yield* Effect.logInfo(
+          `GitLab ${instance} ${project.path_with_namespace}: ${status}; ${state.records} records ` +
+            `(${state.staged.inserted} new, ${state.staged.updated} changed), ${state.counter.requests} requests, ` +
+            `${state.warnings.length} warning(s), ${state.errors.length} error(s)`
+        )
+        for (const w of state.warnings) yield* Effect.logWarning(`GitLab ${instance} ${project.path_with_namespace}: ${w}`)
+        for (const e of state.errors) yield* Effect.logError(`GitLab ${instance} ${project.path_with_namespace}: ${e}`)
+        if (exit._tag === "Failure") yield* Effect.failCause(exit.cause)
+      }).pipe(Effect.tapError((e) => Effect.sync(() => {
+        fatal ??= e
+      })))
+
+    const all = yield* Effect.exit(Effect.forEach(projects, (p) =>
+      syncProject(p).pipe(Effect.onInterrupt(() => Effect.void)), {
+      concurrency: options.projectConcurrency ?? config.concurrency,
+      discard: true
+    }))
+    const requests = yield* client.requests
+    if (all._tag === "Failure") {
+      const reason = fatal?.message ?? "instance sync failed"
+      errors.push(reason)
+      yield* Effect.logError(`GitLab ${instance}: stopped: ${reason}`)
+      return finish("failed", requests)
+    }
+    const status: Status = errors.length > 0 || reports.some((r) => r.status !== "ok") ? "partial" : "ok"
+    return finish(status, requests)
+  }))
+
+/** Several instances, each with its own token and politeness budget, side by side. */
+export const runAll = (configs: ReadonlyArray<InstanceConfig.InstanceConfig>, options: Options = {}) =>
+  Effect.forEach(configs, (c) => run(c, options), { concurrency: "unbounded" })

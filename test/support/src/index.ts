@@ -1,0 +1,2 @@
+export * as TestDatabase from "./TestDatabase.ts"
+export * as SimGitlab from "./SimGitlab.ts"
