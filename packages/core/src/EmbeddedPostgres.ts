@@ -120,6 +120,23 @@ const chownTree = (dir: string, ids: { uid: number; gid: number }) => {
   }
 }
 
+/** As root, postgres runs as the `postgres` user: it must be able to reach and write the directory. */
+const checkReachable = (dataDir: string, ids: { uid: number; gid: number }) =>
+  Effect.try({
+    try: () => {
+      fs.chownSync(dataDir, ids.uid, ids.gid)
+      if (spawnSync("test", ["-w", dataDir], ids).status !== 0) throw new Error("unreachable")
+    },
+    catch: () =>
+      new EmbeddedPostgresError({
+        reason: "NotWritable",
+        message: `data directory ${dataDir} cannot be reached by the unprivileged 'postgres' user that runs the ` +
+          `embedded PostgreSQL when mhq-sync runs as root (a parent directory is not accessible to others). ` +
+          `Run mhq-sync as a non-root user, choose an MHQ_DATA_DIR under a world-accessible path ` +
+          `(e.g. /var/lib/mhq-sync), or set DATABASE_URL.`
+      })
+  })
+
 /** Takes `<dataDir>/agent.lock`; fails if another live agent holds it. Returns a release function. */
 const lockDataDir = (dataDir: string) =>
   Effect.try({
@@ -291,6 +308,7 @@ export const make = (options: Options): Effect.Effect<Connection, EmbeddedPostgr
     yield* Effect.addFinalizer(() => Effect.sync(release))
     const bins = yield* binaries
     const ids = runAs()
+    if (ids) yield* checkReachable(dataDir, ids)
     const versionFile = path.join(pgDir, "PG_VERSION")
     if (!fs.existsSync(versionFile)) {
       yield* initialise(bins, pgDir, passwordFile, ids)

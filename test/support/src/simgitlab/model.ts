@@ -871,7 +871,7 @@ export class World {
       o.extraNotes.push({ authorId: change.approveBy, body: "approved this merge request", system: true, at, approval: true })
     }
     if ((change.merge || change.close) && o.state === "opened") {
-      if (o.draft) {
+      if (o.draft && change.merge) {
         o.draft = false
         o.extraNotes.push({ authorId: m.authorId, body: "marked this merge request as **ready**", system: true, at, approval: false })
       }
