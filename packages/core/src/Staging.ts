@@ -120,6 +120,17 @@ export interface RecordFilter {
   readonly limit?: number | undefined
 }
 
+/** Per-scope view for `status`: what is staged, not yet batched and quarantined per project. */
+export interface ScopeStats {
+  readonly instance: string
+  readonly projectId: number
+  readonly projectPath: string
+  readonly recordsByKind: { readonly [kind: string]: number }
+  readonly unbatched: number
+  readonly quarantined: number
+  readonly lastStagedAt: Date | null
+}
+
 export interface Summary {
   readonly recordsByKind: { readonly [kind: string]: number }
   readonly batches: { readonly [status in BatchStatus]: number }
@@ -182,6 +193,7 @@ export interface Service {
   readonly quarantine: (entries: ReadonlyArray<QuarantineEntry>) => Effect.Effect<number, StagingError>
   readonly quarantined: (filter?: { readonly limit?: number }) => Effect.Effect<ReadonlyArray<Quarantined>, StagingError>
   readonly summary: Effect.Effect<Summary, StagingError>
+  readonly scopes: Effect.Effect<ReadonlyArray<ScopeStats>, StagingError>
 }
 
 export class Staging extends Context.Service<Staging, Service>()("@mhq-sync/core/Staging") {}
@@ -756,7 +768,33 @@ export const make = Effect.gen(function*() {
     } satisfies Summary
   }))
 
+  const scopes = wrap("scopes", Effect.gen(function*() {
+    const rows = yield* sql<{ instance: string; project_id: number; project_path: string; kind: string; n: number; unbatched: number; last: Date }>`
+      SELECT instance, project_id::float8 AS project_id, max(project_path) AS project_path, kind, count(*)::int AS n,
+        count(*) FILTER (WHERE batched_hash IS DISTINCT FROM hash)::int AS unbatched, max(staged_at) AS last
+      FROM records GROUP BY instance, project_id, kind ORDER BY instance, project_id, kind`
+    const q = yield* sql<{ instance: string; project_id: number; n: number }>`
+      SELECT instance, project_id::float8 AS project_id, count(*)::int AS n FROM quarantine
+      WHERE project_id IS NOT NULL GROUP BY instance, project_id`
+    const out = new Map<string, { -readonly [K in keyof ScopeStats]: ScopeStats[K] }>()
+    for (const r of rows) {
+      const id = `${r.instance} ${r.project_id}`
+      const entry = out.get(id) ?? { instance: r.instance, projectId: r.project_id, projectPath: r.project_path, recordsByKind: {}, unbatched: 0, quarantined: 0, lastStagedAt: null }
+      entry.recordsByKind = { ...entry.recordsByKind, [r.kind]: r.n }
+      entry.unbatched += r.unbatched
+      if (r.kind === "project") entry.projectPath = r.project_path
+      if (!entry.lastStagedAt || r.last > entry.lastStagedAt) entry.lastStagedAt = r.last
+      out.set(id, entry)
+    }
+    for (const r of q) {
+      const entry = out.get(`${r.instance} ${r.project_id}`)
+      if (entry) entry.quarantined = r.n
+    }
+    return [...out.values()] as ReadonlyArray<ScopeStats>
+  }))
+
   return Staging.of({
+    scopes,
     stage,
     records,
     versions,

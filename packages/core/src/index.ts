@@ -1,6 +1,7 @@
 export * as Backoff from "./Backoff.ts"
 export * as Database from "./Database.ts"
 export * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
+export * as Locks from "./Locks.ts"
 export * as Migrations from "./Migrations.ts"
 export * as Pipeline from "./Pipeline.ts"
 export * as Staging from "./Staging.ts"

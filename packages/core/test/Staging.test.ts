@@ -214,6 +214,12 @@ for (const backend of TestDatabase.backends) {
           const versions = yield* staging.versions({ instance, kind: "merge_request", projectId: 1, keys: ["2", "3", "404"] })
           assert.deepStrictEqual([...versions.entries()], [["2", mr(2).updatedAt], ["3", mr(3).updatedAt]])
           assert.strictEqual(yield* staging.resetCursors({ instance, projectId: 1 }), 0)
+          yield* staging.stage({ records: [mr(1, {}, 2)], quarantine: [{ instance, kind: "note", projectId: 2, projectPath: "group/p2", origin: "GET x", raw: "{", error: "truncated" }] })
+          const scopes = yield* staging.scopes
+          assert.deepStrictEqual(scopes.map((x) => [x.projectId, x.projectPath, x.recordsByKind, x.unbatched, x.quarantined]), [
+            [1, "group/p1", { merge_request: 3 }, 3, 0],
+            [2, "group/p2", { merge_request: 1 }, 1, 1]
+          ])
         }))
 
       it.effect("stages 30k records in one call (chunked; no bind-parameter ceiling)", () =>

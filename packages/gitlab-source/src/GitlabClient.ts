@@ -276,13 +276,15 @@ export const makeWith = (
     let nextSlot = 0
     let pausedUntil = 0
     let total = 0
+    let rejected: TokenRejected | undefined
 
     /** Waits for this request's slot: even spacing at requestsPerMinute, plus any 429/low-budget pause. */
     const pace = Effect.suspend(() => {
       const now = Date.now()
       const at = Math.max(now, nextSlot)
       nextSlot = at + spacing
-      return at > now ? Effect.sleep(Duration.millis(at - now)) : Effect.void
+      // Sub-millisecond waits are not worth a timer (which would cost at least 1 ms).
+      return at - now >= 1 ? Effect.sleep(Duration.millis(at - now)) : Effect.void
     }).pipe(
       Effect.andThen(Effect.suspend(function loop(): Effect.Effect<void> {
         const wait = pausedUntil - Date.now()
@@ -314,7 +316,7 @@ export const makeWith = (
     }
 
     type Attempt =
-      | { readonly _tag: "ok"; readonly fetched: Fetched }
+      | { readonly _tag: "ok"; readonly url: string; readonly status: number; readonly headers: Fetched["headers"]; readonly text: string }
       | { readonly _tag: "retry"; readonly status?: number; readonly detail: string; readonly waitMs?: number; readonly rateLimited?: boolean; readonly malformed?: string }
       | { readonly _tag: "fail"; readonly error: GitlabError }
 
@@ -323,6 +325,8 @@ export const makeWith = (
       semaphore.withPermit(
         Effect.gen(function*() {
           yield* pace
+          // After a 401 nothing more is sent to this instance: the token is dead for everyone.
+          if (rejected !== undefined) return { _tag: "fail", error: rejected } as const
           total++
           const counter = yield* RequestCounter
           if (counter) counter.requests++
@@ -350,14 +354,11 @@ export const makeWith = (
           const headers = res.headers as { readonly [k: string]: string }
           observeBudget(headers)
           const status = res.status
-          if (status >= 200 && status < 300) {
-            try {
-              return { _tag: "ok", fetched: { url, status, headers, text, json: text === "" ? null : JSON.parse(text) } } as const
-            } catch (e) {
-              return { _tag: "retry", status, detail: `invalid JSON: ${(e as Error).message}`, malformed: text } as const
-            }
+          if (status >= 200 && status < 300) return { _tag: "ok", url, status, headers, text } as const
+          if (status === 401) {
+            rejected ??= new TokenRejected({ instance, url })
+            return { _tag: "fail", error: rejected } as const
           }
-          if (status === 401) return { _tag: "fail", error: new TokenRejected({ instance, url }) } as const
           if (status === 403 || status === 404) {
             return { _tag: "fail", error: new EntityUnavailable({ instance, url, status, detail: errorDetail(text) }) } as const
           }
@@ -382,11 +383,21 @@ export const makeWith = (
           return yield* Effect.fail(new RequestFailed({ instance, url, attempts: 0, detail: `refusing to follow a URL outside ${apiBase}` }))
         }
         let failures = 0
+        let parsed: unknown = null
         let malformed = 0
         let limited = 0
         for (let n = 1;; n++) {
-          const a = yield* attempt(url)
-          if (a._tag === "ok") return a.fetched
+          // JSON is parsed after the concurrency permit is released, so the next request can start.
+          const a = yield* Effect.map(attempt(url), (a): Attempt => {
+            if (a._tag !== "ok") return a
+            try {
+              parsed = a.text === "" ? null : JSON.parse(a.text)
+              return a
+            } catch (e) {
+              return { _tag: "retry", status: a.status, detail: `invalid JSON: ${(e as Error).message}`, malformed: a.text }
+            }
+          })
+          if (a._tag === "ok") return { url: a.url, status: a.status, headers: a.headers, text: a.text, json: parsed }
           if (a._tag === "fail") {
             return yield* Effect.fail(a.error._tag === "RequestFailed" ? new RequestFailed({ ...a.error, attempts: n }) : a.error)
           }

@@ -12,7 +12,7 @@
  * - a project's failure never blocks other projects; 401 (or a TLS failure) stops the instance.
  */
 import { Pipeline as CorePipeline, Staging, type SyncRecord, Uuid } from "@mhq-sync/core"
-import { Duration, Effect, Fiber, Option, Schedule, Stream } from "effect"
+import { Duration, Effect, Fiber, Option, Schedule, Semaphore, Stream } from "effect"
 import * as Approval from "./Approval.ts"
 import * as Commit from "./Commit.ts"
 import * as Deployment from "./Deployment.ts"
@@ -80,6 +80,9 @@ interface ProjectState {
   records: number
   /** Child endpoints this project does not offer (skipped after the first 403/404). */
   readonly unavailable: Set<ChildKind>
+  /** Child endpoints known to answer: until then one request probes, the others wait for it. */
+  readonly available: Set<ChildKind>
+  readonly probes: Map<ChildKind, Semaphore.Semaphore>
 }
 
 const addTotals = (a: CorePipeline.Totals, b: CorePipeline.Totals): CorePipeline.Totals => ({
@@ -220,8 +223,9 @@ export const run = (
       iid: number,
       fetch: Effect.Effect<Entity.Decoded<A>, GitlabClient.GitlabError>,
       toRecords: (items: ReadonlyArray<A>) => ReadonlyArray<SyncRecord.SyncRecord>
-    ): Effect.Effect<ChildResult | "incomplete", Fatal> =>
-      state.unavailable.has(kind) ? Effect.succeed({ records: [], quarantine: [] }) : fetch.pipe(
+    ): Effect.Effect<ChildResult | "incomplete", Fatal> => {
+      const attempt = fetch.pipe(
+        Effect.tap(() => Effect.sync(() => state.available.add(kind))),
         Effect.map((d): ChildResult => ({ records: [...toRecords(d.items)], quarantine: [...d.quarantine] })),
         Effect.catch((e): Effect.Effect<ChildResult | "incomplete", Fatal> => {
           if (isFatal(e)) return Effect.fail(e)
@@ -243,6 +247,17 @@ export const run = (
           return Effect.succeed("incomplete" as const)
         })
       )
+      const run = Effect.suspend(() => state.unavailable.has(kind) ? Effect.succeed({ records: [], quarantine: [] }) : attempt)
+      // Until an endpoint has answered once for this project, one request probes it and the others
+      // wait for the outcome: a CE instance sees one 404 for approvals, not one per MR in flight.
+      return Effect.suspend(() => state.available.has(kind) ? run : probeOf(state, kind).withPermit(run))
+    }
+
+    const probeOf = (state: ProjectState, kind: ChildKind) => {
+      let sem = state.probes.get(kind)
+      if (sem === undefined) state.probes.set(kind, sem = Semaphore.makeUnsafe(1))
+      return sem
+    }
 
     /** One MR with all its children as one unit, or undefined when a child could not be fetched. */
     const mrUnit = (state: ProjectState, mr: MergeRequest.MergeRequest): Effect.Effect<CorePipeline.Unit | undefined, Fatal> =>
@@ -384,7 +399,9 @@ export const run = (
           errors: [],
           staged: CorePipeline.emptyTotals,
           records: 0,
-          unavailable: new Set()
+          unavailable: new Set(),
+          available: new Set(),
+          probes: new Map()
         }
         const runId = yield* staging.startRun({ cycleId, instance, projectId: project.id, projectPath: project.path_with_namespace }).pipe(
           Effect.map(Option.some),

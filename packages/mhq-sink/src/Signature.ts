@@ -17,7 +17,7 @@ export const defaultToleranceSeconds = 5 * 60
 
 export type Secret = string | Redacted.Redacted<string>
 
-export interface SignatureHeaders {
+export type SignatureHeaders = {
   readonly "webhook-id": string
   readonly "webhook-timestamp": string
   readonly "webhook-signature": string

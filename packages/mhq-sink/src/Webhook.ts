@@ -109,3 +109,6 @@ export const layer = Layer.effect(Webhook, make)
 
 /** Effect HttpClient over undici 7 (TLS certificates verified by default). */
 export const layerHttp: Layer.Layer<HttpClient.HttpClient> = NodeHttpClient.layerUndici
+
+/** `layer` over `layerHttp`. */
+export const layerLive: Layer.Layer<Webhook, never, SinkConfig.SinkConfig> = layer.pipe(Layer.provide(layerHttp))

@@ -143,8 +143,9 @@ export const start = async (options: Options = {}): Promise<Handle> => {
 
   const json = (res: http.ServerResponse, entry: RequestLogEntry, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
     entry.status = status
-    res.writeHead(status, { "content-type": "application/json", ...headers })
-    res.end(JSON.stringify(body))
+    const text = typeof body === "string" ? body : JSON.stringify(body)
+    res.writeHead(status, { "content-type": typeof body === "string" ? "text/plain" : "application/json", ...headers })
+    res.end(text)
   }
 
   /** Normal processing; returns false when the answer must be withheld (store-then-hang). */
