@@ -83,6 +83,14 @@ export interface Batch {
   readonly claimedBy: string | null
 }
 
+export interface ClaimOptions {
+  readonly owner: string
+  readonly limit: number
+  readonly leaseSeconds?: number | undefined
+  /** Only batches due at or before this time (a pass ignores retries it scheduled itself). */
+  readonly dueBefore?: Date | undefined
+}
+
 export interface PackResult {
   readonly batches: number
   readonly records: number
@@ -172,7 +180,7 @@ export interface Service {
   /** Packs records changed since they were last batched into pending batches (per instance and kind). */
   readonly pack: (limits?: BatchLimits) => Effect.Effect<PackResult, StagingError>
   /** Claims due pending batches for `owner` for `leaseSeconds` (SKIP LOCKED: never shared). */
-  readonly claim: (options: { readonly owner: string; readonly limit: number; readonly leaseSeconds?: number }) => Effect.Effect<ReadonlyArray<Batch>, StagingError>
+  readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Batch>, StagingError>
   readonly batch: (id: string) => Effect.Effect<Batch, StagingError | BatchNotFound>
   readonly batches: (filter?: { readonly status?: BatchStatus; readonly kind?: string; readonly limit?: number }) => Effect.Effect<ReadonlyArray<Batch>, StagingError>
   /** The records of a batch exactly as they were when it was packed, in batch order. */
@@ -599,13 +607,14 @@ export const make = Effect.gen(function*() {
     replay, parent_id::text AS parent_id, created_at, updated_at, first_attempt_at, next_attempt_at,
     delivered_at, claimed_by`
 
-  const claim = (options: { readonly owner: string; readonly limit: number; readonly leaseSeconds?: number }) =>
+  const claim = (options: ClaimOptions) =>
     wrap("claim", sql<BatchRow>`
       UPDATE batches b SET claimed_by = ${options.owner},
         claimed_until = now() + ${options.leaseSeconds ?? 300} * interval '1 second',
         attempts = b.attempts + 1, first_attempt_at = coalesce(b.first_attempt_at, now()), updated_at = now()
       FROM (SELECT id FROM batches
             WHERE status = 'pending' AND next_attempt_at <= now()
+              AND (${options.dueBefore ?? null}::timestamptz IS NULL OR next_attempt_at <= ${options.dueBefore ?? null}::timestamptz)
               AND (claimed_until IS NULL OR claimed_until < now())
             ORDER BY next_attempt_at, id LIMIT ${options.limit}
             FOR UPDATE SKIP LOCKED) c
@@ -655,7 +664,9 @@ export const make = Effect.gen(function*() {
       next_attempt_at = now() + ${Math.max(0, Math.round(delayMs))} * interval '1 millisecond'`)
 
   const replayBatch = (id: string) =>
+    // A replay is a fresh delivery: its retry age starts now, not at the original first attempt.
     updateBatch("replayBatch", id, sql`status = 'pending', replay = true, next_attempt_at = now(),
+      attempts = 0, first_attempt_at = NULL, last_error = NULL, delivered_at = NULL,
       claimed_by = NULL, claimed_until = NULL`).pipe(Effect.andThen(batch(id)))
 
   const split = (id: string) =>

@@ -154,6 +154,8 @@ for (const backend of TestDatabase.backends) {
           assert.strictEqual(replayed.id, first.id)
           assert.strictEqual(replayed.status, "pending")
           assert.isTrue(replayed.replay)
+          assert.strictEqual(replayed.attempts, 0)
+          assert.isNull(replayed.firstAttemptAt)
           assert.deepStrictEqual(yield* staging.batchRecords(first.id), original)
 
           // Re-batching since a time takes the current content and leaves the normal outbox alone.
@@ -185,8 +187,9 @@ for (const backend of TestDatabase.backends) {
             [...(yield* staging.batchRecords(halves[0]!.id)), ...(yield* staging.batchRecords(halves[1]!.id))],
             yield* staging.batchRecords(c!.id)
           )
-          // a is not due for a minute; the halves are.
-          const next = yield* staging.claim({ owner: "w", limit: 10 })
+          // a is not due for a minute; the halves are (but not for a pass that started before they existed).
+          assert.deepStrictEqual(yield* staging.claim({ owner: "w", limit: 10, dueBefore: new Date(Date.now() - 60_000) }), [])
+          const next = yield* staging.claim({ owner: "w", limit: 10, dueBefore: new Date(Date.now() + 1000) })
           assert.deepStrictEqual(next.map((x) => x.id).sort(), halves.map((h) => h.id).sort())
           const retried = yield* staging.batch(a!.id)
           assert.strictEqual(retried.attempts, 1)

@@ -282,24 +282,26 @@ export const run = (
       Effect.gen(function*() {
         const since = yield* sinceOf(state, MergeRequest.kind)
         let incomplete = 0
+        type Item = { readonly _tag: "mr"; readonly mr: MergeRequest.MergeRequest } | { readonly _tag: "quarantine"; readonly unit: CorePipeline.Unit }
         const units = MergeRequest.list(client, state.scope.projectId, since).pipe(
           Stream.mapEffect((page) => {
             const d = Entity.decodeItems(MergeRequest.MergeRequest, page.items, { scope: state.scope, kind: MergeRequest.kind, origin: page.origin })
-            return Effect.map(changedOf(state, MergeRequest.kind, d.items, MergeRequest.key, (m) => m.updated_at), (changed) => ({ changed, quarantine: d.quarantine }))
+            return Effect.map(changedOf(state, MergeRequest.kind, d.items, MergeRequest.key, (m) => m.updated_at), (changed): ReadonlyArray<Item> => [
+              ...(d.quarantine.length > 0 ? [{ _tag: "quarantine", unit: { records: [], quarantine: d.quarantine } } as const] : []),
+              ...changed.map((mr) => ({ _tag: "mr", mr }) as const)
+            ])
           }),
-          Stream.flatMap(({ changed, quarantine }) =>
-            Stream.concat(
-              Stream.succeed<ReadonlyArray<CorePipeline.Unit>>(quarantine.length > 0 ? [{ records: [], quarantine }] : []),
-              Stream.fromIterable(changed).pipe(
-                Stream.mapEffect((mr) => mrUnit(state, mr), { concurrency: config.concurrency }),
-                Stream.map((u): ReadonlyArray<CorePipeline.Unit> => {
-                  if (u === undefined) incomplete++
-                  return u === undefined ? [] : [u]
-                })
-              )
-            )
-          ),
-          Stream.flatMap((us) => Stream.fromIterable(us)),
+          // The next list page is fetched while this one's MRs are, and MRs flow across page
+          // boundaries, so the request slots never drain at the end of a page.
+          Stream.buffer({ capacity: 1 }),
+          Stream.flatMap((items) => Stream.fromIterable(items)),
+          Stream.mapEffect((item) => item._tag === "quarantine" ? Effect.succeed(item.unit) : mrUnit(state, item.mr), {
+            concurrency: config.concurrency * 2
+          }),
+          Stream.flatMap((u) => {
+            if (u === undefined) incomplete++
+            return Stream.fromIterable(u === undefined ? [] : [u])
+          }),
           Stream.concat(Stream.suspend(() => incomplete === 0 ? Stream.make(cursorUnit(state, MergeRequest.kind)) : Stream.empty))
         )
         yield* entity(state, MergeRequest.kind, units)

@@ -57,7 +57,7 @@ export const FileConfig = Schema.Struct({
     maxAge: opt(Str),
     concurrency: opt(Num)
   })),
-  database: opt(Schema.Struct({ url: opt(Str), urlFile: opt(Str), dataDir: opt(Str) })),
+  database: opt(Schema.Struct({ url: opt(Str), urlFile: opt(Str), password: opt(Str), passwordFile: opt(Str), dataDir: opt(Str) })),
   http: opt(Schema.Struct({ listen: opt(Schema.Union([Str, Schema.Literal(false)])) })),
   log: opt(Schema.Struct({
     level: opt(Schema.Literals(["debug", "info", "warn", "error"])),
@@ -183,6 +183,10 @@ const envMap: ReadonlyArray<readonly [string, string, "string" | "number" | "boo
   ["MHQ_BATCH_MAX_BYTES", "batch.maxBytes", "number"],
   ["DATABASE_URL", "database.url", "string"],
   ["DATABASE_URL_FILE", "database.urlFile", "string"],
+  // A password kept out of the URL (compose's postgres profile shares POSTGRES_PASSWORD from an env file).
+  ["POSTGRES_PASSWORD", "database.password", "string"],
+  ["DATABASE_PASSWORD", "database.password", "string"],
+  ["DATABASE_PASSWORD_FILE", "database.passwordFile", "string"],
   ["MHQ_DATA_DIR", "database.dataDir", "string"],
   ["MHQ_HTTP_LISTEN", "http.listen", "string"],
   ["MHQ_LOG_LEVEL", "log.level", "string"],
@@ -436,7 +440,19 @@ export const load = (options: LoadOptions = {}): Effect.Effect<Loaded, ConfigErr
     const s = file.sync ?? {}
     const b = file.batch ?? {}
     const d = file.database ?? {}
-    const databaseUrl = secretAt("database.url", d.url, "database.urlFile", d.urlFile)
+    let databaseUrl = secretAt("database.url", d.url, "database.urlFile", d.urlFile)
+    const databasePassword = secretAt("database.password", d.password, "database.passwordFile", d.passwordFile)
+    if (databaseUrl !== undefined) {
+      try {
+        const u = new URL(Redacted.value(databaseUrl))
+        if (databasePassword !== undefined && u.password === "") {
+          u.password = encodeURIComponent(Redacted.value(databasePassword))
+          databaseUrl = Redacted.make(u.toString())
+        }
+      } catch {
+        problems.push({ path: "database.url", message: "not a valid URL — expected postgres://user:password@host:5432/database" })
+      }
+    }
     const dataDir = path.resolve(cwd, d.dataDir ?? "data")
     if (d.dataDir === undefined) sources.set("database.dataDir", sources.get("database.dataDir") ?? "default")
 
