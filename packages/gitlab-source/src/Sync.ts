@@ -319,6 +319,11 @@ export const run = (
             Effect.map((d) => ({ records: d.items.map((p) => Pipeline.toRecord(s, p)), quarantine: d.quarantine })),
             Effect.catch((e): Effect.Effect<{ records: Array<SyncRecord.SyncRecord>; quarantine: ReadonlyArray<Staging.QuarantineEntry> }, Fatal> => {
               if (isFatal(e)) return Effect.fail(e)
+              if (e._tag === "EntityUnavailable") {
+                // Deleted (or no longer visible) since it was listed/staged: nothing left to poll.
+                state.warnings.push(`pipeline ${id}: ${e.message}`)
+                return Effect.succeed({ records: [], quarantine: [] })
+              }
               incomplete++
               state.errors.push(`pipeline ${id}: ${e.message}`)
               return Effect.succeed({ records: [], quarantine: [] })
@@ -374,6 +379,10 @@ export const run = (
               Effect.map((d) => ({ records: d.items.map((x) => Deployment.toRecord(s, x)).filter((n) => !Entity.sameInstant(n.updatedAt, r.updatedAt)), quarantine: d.quarantine })),
               Effect.catch((e): Effect.Effect<{ records: Array<SyncRecord.SyncRecord>; quarantine: ReadonlyArray<Staging.QuarantineEntry> }, Fatal> => {
                 if (isFatal(e)) return Effect.fail(e)
+                if (e._tag === "EntityUnavailable") {
+                  state.warnings.push(`deployment ${r.key}: ${e.message}`)
+                  return Effect.succeed({ records: [], quarantine: [] })
+                }
                 incomplete++
                 state.errors.push(`deployment ${r.key}: ${e.message}`)
                 return Effect.succeed({ records: [], quarantine: [] })
