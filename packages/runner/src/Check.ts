@@ -12,6 +12,8 @@ import type * as AppConfig from "./AppConfig.ts"
 
 export interface Item {
   readonly ok: boolean
+  /** Works, but deserves attention (shown with "!"; does not fail the check). */
+  readonly warning?: boolean
   readonly label: string
   /** What to do about it (failures), or a detail (successes). */
   readonly detail?: string | undefined
@@ -19,9 +21,10 @@ export interface Item {
 
 const pass = (label: string, detail?: string): Item => ({ ok: true, label, detail })
 const fail = (label: string, detail: string): Item => ({ ok: false, label, detail })
+const warn = (label: string, detail: string): Item => ({ ok: true, warning: true, label, detail })
 
 export const render = (items: ReadonlyArray<Item>): string =>
-  items.map((i) => `${i.ok ? "✓" : "✗"} ${i.label}${i.detail ? (i.ok ? ` (${i.detail})` : `\n    → ${i.detail}`) : ""}`).join("\n")
+  items.map((i) => `${i.warning ? "!" : i.ok ? "✓" : "✗"} ${i.label}${i.detail ? (i.ok && !i.warning ? ` (${i.detail})` : `\n    → ${i.detail}`) : ""}`).join("\n")
 
 const errorText = (e: unknown) => (e as { message?: string }).message ?? String(e)
 
@@ -38,7 +41,7 @@ const gitlabItems = (config: InstanceConfig.InstanceConfig) =>
     const items: Array<Item> = []
     const client = yield* GitlabClient.make(config, { retries: 1, rateLimitedRetries: 2 })
     if (config.url.startsWith("http:")) {
-      items.push(fail(`GitLab ${config.url} uses https`, "the token travels unencrypted over http — use the https:// URL of your GitLab"))
+      items.push(warn(`GitLab ${config.url} is plain http`, "the token and all data travel unencrypted — use the https:// URL of your GitLab"))
     }
     const version = yield* Effect.result(client.get("/version"))
     if (version._tag === "Failure") {

@@ -42,7 +42,12 @@ const cli = (args: ReadonlyArray<string>, options: { readonly cwd: string; reado
     })
   })
 
-const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "mhq-cli-"))
+// World-traversable: as root, the embedded PostgreSQL runs as the `postgres` user and must reach data/.
+const tempDir = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mhq-cli-"))
+  fs.chmodSync(dir, 0o755)
+  return dir
+}
 
 let gitlab: SimGitlab.Handle
 let receiver: ReferenceReceiver.Handle
@@ -86,7 +91,8 @@ const legacySetup = (overrides: Record<string, string> = {}, repositories?: Read
   fs.writeFileSync(path.join(cwd, ".env"), Object.entries(env).map(([k, v]) => `${k}='${v}'`).join("\n") + "\n")
   const repos = repositories ?? gitlab.projects().map((p) => `${gitlab.url}/${p.pathWithNamespace}`)
   fs.writeFileSync(path.join(cwd, "config.json"), JSON.stringify({ integrations: { gitlab: { repositories: repos } } }))
-  return { cwd, env: { MHQ_DATA_DIR: path.join(cwd, "data"), MHQ_HTTP_LISTEN: "off", MHQ_LOG_FORMAT: "json" } }
+  // The simulated GitLab is local: lift the default 300 requests/minute politeness budget.
+  return { cwd, env: { MHQ_DATA_DIR: path.join(cwd, "data"), MHQ_HTTP_LISTEN: "off", MHQ_LOG_FORMAT: "json", GITLAB_REQUESTS_PER_MINUTE: "20000" } }
 }
 
 describe("mhq-sync CLI", () => {
@@ -133,6 +139,7 @@ describe("mhq-sync CLI", () => {
     const { cwd, env } = legacySetup()
     const r = await cli(["check"], { cwd, env })
     expect(r.stdout).not.toMatch(/✗/)
+    expect(r.stdout).toMatch(/! GitLab http:\/\/127\.0\.0\.1:\d+ is plain http\n\s+→ .*use the https:\/\/ URL/)
     expect(r.stdout).toMatch(/✓ GitLab reachable at .* \(version 17\.5\.1-ee\)/)
     expect(r.stdout).toMatch(/✓ token valid with the read_api scope/)
     expect(r.stdout).toMatch(/✓ webhook reachable and accepts signed requests/)

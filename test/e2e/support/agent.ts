@@ -143,6 +143,9 @@ export class Workspace {
   /** `env` goes to `.env` (secrets included, like the older agent's layout); `processEnv` to the process. */
   constructor(readonly name: string, env: Record<string, string>, readonly processEnv: Record<string, string> = {}) {
     this.cwd = tempDir(`mhq-e2e-${name}-`)
+    // The embedded PostgreSQL runs as an unprivileged user when the tests run as root: it must be
+    // able to reach ./data (the .env itself stays 0600).
+    fs.chmodSync(this.cwd, 0o711)
     fs.writeFileSync(path.join(this.cwd, ".env"), Object.entries(env).map(([k, v]) => `${k}=${dotenvValue(v)}`).join("\n") + "\n", { mode: 0o600 })
   }
 
