@@ -130,6 +130,8 @@ describe("e2e: crashes", () => {
     expect(exit.code, agent.output).toBe(0)
 
     const got = received(receiver)
+    console.log("DEBUG status", JSON.stringify((await ws.statusJson()).batches), "pending/undelivered", JSON.stringify((await ws.statusJson()).undelivered))
+    console.log("DEBUG final output", agent.output.split("\n").filter((l) => !l.includes("batch delivered")).join("\n").slice(-3000))
     expect(describeDifference(difference(history, got.versions)), JSON.stringify(kills)).toBe("")
     expect(got.inSeveralBatches).toEqual([])
     expect(got.conflicting).toEqual([])

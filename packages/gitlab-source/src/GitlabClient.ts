@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import * as tls from "node:tls"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Backoff } from "@mhq-sync/core"
-import { Context, Data, Duration, Effect, Option, Redacted, Semaphore, Stream } from "effect"
+import { Context, Data, Duration, Effect, Metric, Option, Redacted, Semaphore, Stream } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import { Agent, type Dispatcher, EnvHttpProxyAgent } from "undici"
 import * as InstanceConfig from "./InstanceConfig.ts"
@@ -250,6 +250,17 @@ const errorDetail = (text: string): string => {
 // The client
 
 /** A client for one instance over the given undici dispatcher (see `make` for the usual setup). */
+/** Request metrics (rendered by the runner at /metrics): by instance, endpoint template and status. */
+export const metrics = {
+  requests: Metric.counter("mhq_gitlab_requests_total", { description: "Requests sent to GitLab by instance, endpoint and status (error = no response)" }),
+  rateLimitWaits: Metric.counter("mhq_gitlab_rate_limit_waits_total", { description: "Pauses of all requests to an instance after a 429" }),
+  rateLimitWaitSeconds: Metric.counter("mhq_gitlab_rate_limit_wait_seconds_total", { description: "Seconds paused after 429 answers" })
+}
+
+/** `/api/v4/projects/12/merge_requests/3/notes?page=2` -> `/projects/:id/merge_requests/:id/notes` (bounded label values). */
+export const endpointOf = (url: string, apiBase: string): string =>
+  url.slice(apiBase.length).split("?")[0]!.replace(/\/(?:\d+|[^/]*%2F[^/]*)(?=\/|$)/gi, "/:id")
+
 export const makeWith = (
   config: InstanceConfig.InstanceConfig,
   dispatcher: Dispatcher,
@@ -344,6 +355,7 @@ export const makeWith = (
             if ((e as { _tag?: string })._tag === "TimeoutError") {
               return { _tag: "retry", detail: `no complete response within ${Duration.format(config.requestTimeout)}` } as const
             }
+            yield* Metric.update(Metric.withAttributes(metrics.requests, { instance, endpoint: endpointOf(url, apiBase), status: "error" }), 1)
             const { code, message } = rootCause((e as { reason?: { cause?: unknown } }).reason?.cause ?? e)
             if (code !== undefined && (tlsCodes.has(code) || code.startsWith("ERR_TLS") || code.startsWith("ERR_SSL"))) {
               return { _tag: "fail", error: new TlsFailure({ instance, url, code, detail: message }) } as const
@@ -354,6 +366,7 @@ export const makeWith = (
           const headers = res.headers as { readonly [k: string]: string }
           observeBudget(headers)
           const status = res.status
+          yield* Metric.update(Metric.withAttributes(metrics.requests, { instance, endpoint: endpointOf(url, apiBase), status: String(status) }), 1)
           if (status >= 200 && status < 300) return { _tag: "ok", url, status, headers, text } as const
           if (status === 401) {
             rejected ??= new TokenRejected({ instance, url })
@@ -407,6 +420,8 @@ export const makeWith = (
             }
             const wait = a.waitMs ?? Duration.toMillis(Backoff.delay(limited - 1, backoff))
             pauseFor(wait)
+            yield* Metric.update(Metric.withAttributes(metrics.rateLimitWaits, { instance }), 1)
+            yield* Metric.update(Metric.withAttributes(metrics.rateLimitWaitSeconds, { instance }), wait / 1000)
             yield* Effect.logWarning(`GitLab rate limit (429) on ${url}: pausing all requests to ${instance} for ${Math.ceil(wait)} ms`)
             continue // the pause applies to every request through `pace`
           }

@@ -169,3 +169,13 @@ describe("GitlabClient", () => {
       assert.strictEqual(sim.stats().total, 0)
     }))
 })
+
+describe("GitlabClient.endpointOf", () => {
+  it("turns request URLs into bounded endpoint templates for metrics", () => {
+    const base = "https://gl.example/gitlab/api/v4"
+    assert.strictEqual(GitlabClient.endpointOf(`${base}/projects/12/merge_requests/3/notes?page=2&per_page=100`, base), "/projects/:id/merge_requests/:id/notes")
+    assert.strictEqual(GitlabClient.endpointOf(`${base}/projects/group%2Fsub%2Fp`, base), "/projects/:id")
+    assert.strictEqual(GitlabClient.endpointOf(`${base}/groups/platform/projects`, base), "/groups/platform/projects")
+    assert.strictEqual(GitlabClient.endpointOf(`${base}/version`, base), "/version")
+  })
+})

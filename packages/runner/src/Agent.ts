@@ -23,7 +23,6 @@ export const metrics = {
   fetchCycles: Metric.counter("mhq_fetch_cycles_total", { description: "Fetch cycles by outcome" }),
   sendCycles: Metric.counter("mhq_send_cycles_total", { description: "Send cycles by outcome" }),
   recordsStaged: Metric.counter("mhq_records_staged_total", { description: "Records new or changed at the source and staged, by kind" }),
-  gitlabRequests: Metric.counter("mhq_gitlab_requests_total", { description: "Requests sent to GitLab, by instance" }),
   batches: Metric.counter("mhq_batches_total", { description: "Batch delivery outcomes (delivered, retried, failed, split)" }),
   quarantined: Metric.counter("mhq_quarantined_total", { description: "Records quarantined (bad data kept for inspection)" }),
   lastFetch: Metric.gauge("mhq_last_successful_fetch_timestamp_seconds", { description: "Unix time of the last fetch cycle without errors" }),
@@ -146,7 +145,6 @@ export const fetchCycle = (
     ).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(new CommandFailed({ message: `database error while taking the fetch lock: ${e.message}`, exitCode: 1 }))))
     let ok = true
     for (const report of reports) {
-      yield* count(metrics.gitlabRequests, report.requests, { instance: report.instance })
       for (const p of report.projects) {
         for (const [kind, n] of Object.entries(p.counts)) if (kind !== "quarantined") yield* count(metrics.recordsStaged, n, { kind })
         yield* count(metrics.quarantined, p.staged.quarantined)

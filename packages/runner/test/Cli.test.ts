@@ -235,6 +235,42 @@ describe("mhq-sync CLI", () => {
     }
   }, 120_000)
 
+  it("run serves /healthz, /readyz and /metrics on loopback while it works", async () => {
+    const { cwd, env } = legacySetup()
+    receiver.reset()
+    const child = spawn(process.execPath, [bin, "run"], {
+      cwd,
+      env: { PATH: process.env.PATH ?? "", ...env, MHQ_HTTP_LISTEN: "127.0.0.1:0" },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()))
+    try {
+      const deadline = Date.now() + 60_000
+      let url: string | undefined
+      while (Date.now() < deadline && (url === undefined || receiver.batches.length === 0)) {
+        url ??= /health and metrics on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(url, output).toBeDefined()
+      await receiver.waitFor((h) => h.records.length >= 3 * 12, 30_000)
+      expect((await fetch(`${url}/healthz`)).status).toBe(200)
+      expect((await fetch(`${url}/readyz`)).status).toBe(200)
+      let metrics = ""
+      for (let i = 0; i < 50 && !metrics.includes("mhq_last_successful_send_timestamp_seconds "); i++) {
+        metrics = await (await fetch(`${url}/metrics`)).text()
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(metrics).toMatch(/mhq_gitlab_requests_total\{instance="http:\/\/127\.0\.0\.1:\d+",endpoint="\/projects\/:id\/merge_requests",status="200"\} 3/)
+      expect(metrics).toMatch(/mhq_records_staged_total\{kind="merge_request"\} 36/)
+      expect(metrics).toMatch(/mhq_batches_total\{outcome="delivered"\} \d+/)
+      expect(metrics).toMatch(/mhq_last_successful_fetch_timestamp_seconds \d+/)
+    } finally {
+      child.kill("SIGTERM")
+      await new Promise((r) => child.once("exit", r))
+    }
+  }, 120_000)
+
   it("keygen prints a usable key pair; unknown commands are usage errors", async () => {
     const cwd = tempDir()
     dirs.push(cwd)
