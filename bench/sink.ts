@@ -15,17 +15,13 @@ import { Staging } from "@mhq-sync/core"
 import { Delivery, Sealing, SinkConfig, Sodium, Webhook } from "@mhq-sync/mhq-sink"
 import { ReferenceReceiver, TestDatabase } from "@mhq-sync/testkit"
 import { Effect, Layer, References } from "effect"
+import { isMain } from "./util.ts"
 
-const total = Number(process.argv[2] ?? 100_000)
-let peakRss = 0
-const sampler = setInterval(() => {
-  peakRss = Math.max(peakRss, process.memoryUsage().rss)
-}, 25)
 const mb = (n: number) => (n / 1024 / 1024).toFixed(1)
 
 const words = ["fix", "add", "refactor", "pipeline", "cache", "deploy", "api", "schema", "retry", "docs", "test", "merge"]
 const pick = (i: number, k: number) => words[(i * 7 + k * 13) % words.length]!
-const record = (i: number): SyncRecord.SyncRecord => ({
+export const record = (i: number): SyncRecord.SyncRecord => ({
   instance: "https://gitlab.example.test",
   kind: i % 5 === 0 ? "pipeline" : "merge_request",
   projectId: 1 + (i % 50),
@@ -46,9 +42,19 @@ const record = (i: number): SyncRecord.SyncRecord => ({
   }
 })
 
-const records = Array.from({ length: total }, (_, i) => record(i))
+export interface SealResult {
+  readonly records: number
+  readonly jsonBytes: number
+  readonly compressedBytes: number
+  readonly sealMs: number
+  readonly openMs: number
+  /** MB of JSON per second through JSON Lines -> gzip -> crypto_box_seal -> base64. */
+  readonly sealMBps: number
+  readonly openMBps: number
+}
 
-const sealBench = async () => {
+/** Seal+gzip throughput over `records` in batches of 500 (like the outbox), and the receiver's open. */
+export const measureSeal = async (records: ReadonlyArray<SyncRecord.SyncRecord>): Promise<SealResult> => {
   await Sodium.ready()
   const { publicKey, privateKey } = (await import("@mhq-sync/mhq-sink")).Keys.generateKeyPair()
   let json = 0, compressed = 0
@@ -65,11 +71,25 @@ const sealBench = async () => {
   let opened = 0
   for (const c of sealed) opened += Sealing.openSync(c, privateKey).length
   const openMs = performance.now() - openStart
-  console.log(`seal+gzip: ${records.length} records, ${mb(json)} MB JSON -> ${mb(compressed)} MB gzip (${(json / compressed).toFixed(1)}x) in ${sealMs.toFixed(0)} ms = ${(json / 1024 / 1024 / (sealMs / 1000)).toFixed(1)} MB/s of JSON`)
-  console.log(`open+gunzip+validate: ${opened} records in ${openMs.toFixed(0)} ms = ${(json / 1024 / 1024 / (openMs / 1000)).toFixed(1)} MB/s of JSON`)
+  if (opened !== records.length) throw new Error(`opened ${opened} of ${records.length} records`)
+  return {
+    records: records.length,
+    jsonBytes: json,
+    compressedBytes: compressed,
+    sealMs,
+    openMs,
+    sealMBps: json / 1024 / 1024 / (sealMs / 1000),
+    openMBps: json / 1024 / 1024 / (openMs / 1000)
+  }
 }
 
-const endToEnd = Effect.gen(function*() {
+const sealBench = async (records: ReadonlyArray<SyncRecord.SyncRecord>) => {
+  const { compressedBytes: compressed, jsonBytes: json, openMs, sealMs } = await measureSeal(records)
+  console.log(`seal+gzip: ${records.length} records, ${mb(json)} MB JSON -> ${mb(compressed)} MB gzip (${(json / compressed).toFixed(1)}x) in ${sealMs.toFixed(0)} ms = ${(json / 1024 / 1024 / (sealMs / 1000)).toFixed(1)} MB/s of JSON`)
+  console.log(`open+gunzip+validate: ${records.length} records in ${openMs.toFixed(0)} ms = ${(json / 1024 / 1024 / (openMs / 1000)).toFixed(1)} MB/s of JSON`)
+}
+
+const endToEnd = (records: ReadonlyArray<SyncRecord.SyncRecord>) => Effect.gen(function*() {
   const rx = yield* ReferenceReceiver.make()
   const layer = Delivery.layer().pipe(
     Layer.provideMerge(Webhook.layerLive),
@@ -107,8 +127,16 @@ const endToEnd = Effect.gen(function*() {
   }).pipe(Effect.provide(layer))
 })
 
-await sealBench()
-console.log(`rss after seal bench: ${mb(process.memoryUsage().rss)} MB`)
-await Effect.runPromise(Effect.scoped(endToEnd))
-clearInterval(sampler)
-console.log(`peak RSS: ${mb(Math.max(peakRss, process.resourceUsage().maxRSS * 1024))} MB (node ${process.version})`)
+if (isMain("sink")) {
+  const total = Number(process.argv[2] ?? 100_000)
+  let peakRss = 0
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss)
+  }, 25)
+  const records = Array.from({ length: total }, (_, i) => record(i))
+  await sealBench(records)
+  console.log(`rss after seal bench: ${mb(process.memoryUsage().rss)} MB`)
+  await Effect.runPromise(Effect.scoped(endToEnd(records)))
+  clearInterval(sampler)
+  console.log(`peak RSS: ${mb(Math.max(peakRss, process.resourceUsage().maxRSS * 1024))} MB (node ${process.version})`)
+}

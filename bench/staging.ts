@@ -10,12 +10,8 @@ import { Staging, type SyncRecord } from "@mhq-sync/core"
 import { TestDatabase } from "@mhq-sync/testkit"
 import { Effect } from "effect"
 import { parseArgs } from "node:util"
-import { PeakRss, printTable } from "./util.ts"
+import { isMain, PeakRss, printTable } from "./util.ts"
 
-const { values } = parseArgs({
-  options: { records: { type: "string", default: "100000" }, backend: { type: "string", default: "both" } }
-})
-const total = Number(values.records)
 const chunk = 5_000 // what a source hands to staging per unit, roughly
 
 // A realistic minimised merge request (~600 bytes of JSON).
@@ -36,7 +32,16 @@ const record = (i: number, rev: number): SyncRecord.SyncRecord => ({
   }
 })
 
-const measure = (backend: TestDatabase.Backend) =>
+export interface StagingRow {
+  readonly backend: TestDatabase.Backend
+  readonly phase: string
+  readonly records: number
+  readonly seconds: number
+  readonly perSecond: number
+}
+
+/** Stages `total` records (insert), again unchanged, then packs them, on a fresh database of `backend`. */
+export const measure = (backend: TestDatabase.Backend, total: number): Effect.Effect<ReadonlyArray<StagingRow>> =>
   Effect.scoped(Effect.gen(function*() {
     const staging = yield* Staging.Staging
     const run = (rev: number) =>
@@ -58,13 +63,13 @@ const measure = (backend: TestDatabase.Backend) =>
       { backend, phase: "stage (unchanged)", records: total, seconds: unchangedMs / 1000, perSecond: total / (unchangedMs / 1000) },
       { backend, phase: `pack (${packed.batches} batches)`, records: packed.records, seconds: packMs / 1000, perSecond: packed.records / (packMs / 1000) }
     ]
-  }).pipe(Effect.provide(TestDatabase.staging(backend))))
+  }).pipe(Effect.provide(TestDatabase.staging(backend)), Effect.orDie))
 
-const main = Effect.gen(function*() {
-  const backends: ReadonlyArray<TestDatabase.Backend> = values.backend === "both" ? ["server", "embedded"] : [values.backend as TestDatabase.Backend]
+const main = (total: number, backend: string) => Effect.gen(function*() {
+  const backends: ReadonlyArray<TestDatabase.Backend> = backend === "both" ? ["server", "embedded"] : [backend as TestDatabase.Backend]
   const rss = new PeakRss()
   const rows = []
-  for (const b of backends) rows.push(...(yield* measure(b)))
+  for (const b of backends) rows.push(...(yield* measure(b, total)))
   rss.stop()
   printTable(`bench/staging: ${total} records (node ${process.version})`, rows.map((r) => ({
     backend: r.backend,
@@ -76,7 +81,12 @@ const main = Effect.gen(function*() {
   console.log(`peak RSS of the agent process: ${rss.peakMb().toFixed(0)} MB (embedded postgres runs in its own processes)`)
 })
 
-Effect.runPromise(main).catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+if (isMain("staging")) {
+  const { values } = parseArgs({
+    options: { records: { type: "string", default: "100000" }, backend: { type: "string", default: "both" } }
+  })
+  Effect.runPromise(main(Number(values.records), values.backend)).catch((e) => {
+    console.error(e)
+    process.exit(1)
+  })
+}

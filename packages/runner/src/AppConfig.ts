@@ -147,6 +147,8 @@ export interface LoadOptions {
   readonly envFile?: string | undefined
   readonly env?: Readonly<Record<string, string | undefined>> | undefined
   readonly cwd?: string | undefined
+  /** What the command needs beyond a valid file: reported with the other problems, all at once. */
+  readonly require?: { readonly gitlab?: boolean | undefined; readonly delivery?: boolean | undefined } | undefined
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -496,6 +498,11 @@ export const load = (options: LoadOptions = {}): Effect.Effect<Loaded, ConfigErr
     for (const p of ["mhq.commands", "sync.privacy.emails", "sync.privacy.names", "log.level", "log.format"]) {
       if (!sources.has(p)) sources.set(p, "default")
     }
+    const reported = new Set(problems.map((p) => p.path))
+    for (const p of [
+      ...(options.require?.gitlab ? requireGitlab(config) : []),
+      ...(options.require?.delivery ? requireDelivery(config) : [])
+    ]) if (!reported.has(p.path)) problems.push(p)
     return problems.length > 0
       ? Effect.fail(new ConfigError({ problems }))
       : Effect.succeed({ config, sources, files })

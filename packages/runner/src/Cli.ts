@@ -64,11 +64,11 @@ const withConfig = <A, E, R>(needs: Needs, body: (loaded: AppConfig.Loaded) => E
   Effect.gen(function*() {
     const flags = yield* root
     const flagLevel = yield* GlobalFlag.LogLevel
-    const loaded = yield* AppConfig.load({ configFile: Option.getOrUndefined(flags.config), envFile: Option.getOrUndefined(flags.envFile) })
-    yield* AppConfig.check([
-      ...(needs.gitlab ? AppConfig.requireGitlab(loaded.config) : []),
-      ...(needs.delivery ? AppConfig.requireDelivery(loaded.config) : [])
-    ])
+    const loaded = yield* AppConfig.load({
+      configFile: Option.getOrUndefined(flags.config),
+      envFile: Option.getOrUndefined(flags.envFile),
+      require: { gitlab: needs.gitlab, delivery: needs.delivery }
+    })
     return yield* body(loaded).pipe(Effect.provide(loggingLayer(loaded.config, flagLevel as Option.Option<string>, needs.quiet ?? false)))
   }).pipe(Effect.catch((e) => Effect.fail(toCommandFailed(e))))
 
@@ -88,7 +88,30 @@ const dataLayer = (config: AppConfig.AppConfig) => Agent.sinkLayer(config).pipe(
 // ---------------------------------------------------------------------------------------------
 // run: the daemon
 
+/** `run` on a machine with nothing configured at all: one demo cycle instead of a list of errors. */
+const unconfigured = (config: AppConfig.AppConfig) =>
+  config.gitlab.length === 0 && config.mhq.webhookUrl === undefined && config.mhq.clientId === undefined &&
+  config.mhq.publicKey === undefined
+
+const runDemoInstead = Effect.gen(function*() {
+  yield* Console.log("No GitLab is configured (GITLAB_DOMAIN_URL, config.json or mhq-sync.json): running one demo cycle.\n" +
+    "Configure GitLab and MHQ (see README.md, or `mhq-sync check`) to run the agent for real.\n")
+  // The simulated GitLab is plain http on loopback: its warning would only confuse a first look.
+  const result = yield* Demo.run({ projects: 4, mrsPerProject: 25, keep: false }).pipe(
+    Effect.provideService(References.MinimumLogLevel, "Error")
+  )
+  if (!result.complete) return yield* new Agent.CommandFailed({ message: "the receiver did not get every staged record", exitCode: 1 })
+})
+
 const run = Command.make("run", {}, () =>
+  Effect.gen(function*() {
+    const flags = yield* root
+    const loaded = yield* AppConfig.load({ configFile: Option.getOrUndefined(flags.config), envFile: Option.getOrUndefined(flags.envFile) }).pipe(Effect.option)
+    return Option.isSome(loaded) && unconfigured(loaded.value.config) ? "demo" as const : "daemon" as const
+  }).pipe(Effect.flatMap((mode) => mode === "demo" ? withConfig({ quiet: true }, () => runDemoInstead) : daemon))
+).pipe(Command.withDescription("Run the agent: a fetch+send cycle now, then fetch and send on their intervals, heartbeats, /healthz and /metrics (with nothing configured: one demo cycle)"))
+
+const daemon = Effect.suspend(() =>
   withConfig({ gitlab: true, delivery: true }, (loaded) =>
     Effect.gen(function*() {
       const config = loaded.config
@@ -126,8 +149,7 @@ const run = Command.make("run", {}, () =>
         const state = yield* Agent.AgentState
         return Heartbeat.layer({ details: Agent.heartbeatDetails(loaded.config).pipe(Effect.provideService(Agent.AgentState, state)) })
       })).pipe(Layer.provideMerge(dataLayer(loaded.config))))
-    ))
-).pipe(Command.withDescription("Run the agent: a fetch+send cycle now, then fetch and send on their intervals, heartbeats, /healthz and /metrics"))
+    )))
 
 // ---------------------------------------------------------------------------------------------
 // one-shot cycles

@@ -106,6 +106,15 @@ describe("mhq-sync CLI", () => {
     expect(r.stdout).toMatch(/^merge_request\s+16\s+16\s+16\s+16$/m)
   }, 120_000)
 
+  it("run with nothing configured runs one demo cycle and exits 0", async () => {
+    const cwd = tempDir()
+    dirs.push(cwd)
+    const r = await cli(["run"], { cwd })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/No GitLab is configured .* running one demo cycle/)
+    expect(r.stdout).toMatch(/result: every staged record arrived exactly once ✓/)
+  }, 120_000)
+
   it("the older agent's .env + config.json load unchanged; config shows sources and masks secrets", async () => {
     const { cwd, env } = legacySetup()
     const r = await cli(["config", "--json"], { cwd, env })
@@ -126,6 +135,8 @@ describe("mhq-sync CLI", () => {
     fs.writeFileSync(path.join(cwd, "mhq-sync.json"), JSON.stringify({ gitlab: [{ url: "not a url" }], sync: { fetchInterval: "soon" } }))
     const r = await cli(["sync"], { cwd, env: { MHQ_WEBHOOK_URL: "http://example.com/hook" } })
     expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/invalid configuration \(8 problems\)/)
+    expect(r.stderr).toMatch(/mhq\.publicKey: missing — set MHQ_PUBLIC_KEY/)
     for (const line of [
       /gitlab\[0\]\.url: "not a url" is not a valid URL/,
       /gitlab\[0\]\.token: missing — set GITLAB_ACCESS_TOKEN or gitlab\[0\]\.tokenFile/,

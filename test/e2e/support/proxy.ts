@@ -100,6 +100,8 @@ export const startGitlabProxy = async (agent: string): Promise<GitlabProxy> => {
 
 export interface Forwarder {
   readonly url: string
+  /** Requests received so far (forwarded or still waiting). */
+  readonly count: () => number
   setDelay(ms: number): void
   close(): Promise<void>
 }
@@ -108,11 +110,15 @@ export interface Forwarder {
 export const startDelayingForwarder = async (target: string, delayMs: number): Promise<Forwarder> => {
   const t = new URL(target)
   let delay = delayMs
+  let count = 0
+  const timers = new Set<NodeJS.Timeout>()
   const server = http.createServer((req, res) => {
+    count++
     const chunks: Array<Buffer> = []
     req.on("data", (c: Buffer) => chunks.push(c))
     req.on("end", () => {
-      setTimeout(() => {
+      const timer = setTimeout(() => {
+        timers.delete(timer)
         const out = http.request({ hostname: t.hostname, port: Number(t.port), method: req.method, path: req.url, headers: req.headers }, (up) => {
           res.writeHead(up.statusCode ?? 502, up.headers)
           up.pipe(res)
@@ -123,17 +129,21 @@ export const startDelayingForwarder = async (target: string, delayMs: number): P
         })
         out.end(Buffer.concat(chunks))
       }, delay)
+      timers.add(timer)
     })
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()))
   const port = (server.address() as AddressInfo).port
   return {
     url: `http://127.0.0.1:${port}${t.pathname}`,
+    count: () => count,
     setDelay: (ms) => {
       delay = ms
     },
     close: () =>
       new Promise<void>((resolve) => {
+        for (const t of timers) clearTimeout(t)
+        timers.clear()
         server.closeAllConnections()
         server.close(() => resolve())
       })
