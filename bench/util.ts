@@ -203,7 +203,9 @@ export const startSim = (o: SimOptions): Promise<Sim> =>
         topGroups: ["11", "12", "13"],
         activeProjects: o.projects - Math.floor(o.projects / 7),
         stats: async () => (await (await fetch(`${url}/__sim/stats`)).json()) as SimStats,
-        stop: () => stopChild(child)
+        stop: async () => {
+          await stopChild(child)
+        }
       })
     })
   })

@@ -170,7 +170,7 @@ describe("e2e: crashes", () => {
    * restart reclaims its own database's stale claims at once (e.g. claims of owners whose session is
    * gone, or an advisory-lock-based owner). Marked `fails` until fixed: flip to `it` then.
    */
-  it.only("3b. a batch in flight when the agent is killed is delivered by the next run (not after a 300 s lease)", async () => {
+  it.fails("3b. a batch in flight when the agent is killed is delivered by the next run (not after a 300 s lease)", async () => {
     const small = await SimGitlab.start({ seed: 34, projects: 1, mrsPerProject: 3, pipelinesPerProject: 2, deploymentsPerProject: 1, bigNotesMr: false, archivedEvery: 0 })
     const mhq = await ReferenceReceiver.start()
     const hanging = await startDelayingForwarder(mhq.url, 120_000)

@@ -419,8 +419,8 @@ export const make = Effect.gen(function*() {
         const result = yield* sql<{ inserted: boolean }>`
           INSERT INTO records AS r (instance, kind, project_id, project_path, key, updated_at, data, size, hash)
           SELECT instance, kind, project_id, project_path, key, updated_at, data, size, hash
-          FROM jsonb_to_recordset(${payload}::jsonb) AS x(instance text, kind text, project_id bigint,
-            project_path text, key text, updated_at timestamptz, data jsonb, size integer, hash text)
+          FROM json_to_recordset(${payload}::json) AS x(instance text, kind text, project_id bigint,
+            project_path text, key text, updated_at timestamptz, data json, size integer, hash text)
           ON CONFLICT (instance, kind, project_id, key) DO UPDATE SET
             project_path = EXCLUDED.project_path, updated_at = EXCLUDED.updated_at, data = EXCLUDED.data,
             size = EXCLUDED.size, hash = EXCLUDED.hash, staged_at = now()
