@@ -108,6 +108,7 @@ describe("e2e: faults", () => {
       runs++
     }
     expect(describeDifference(difference(expected, got.versions)), `after ${runs} run(s)`).toBe("")
+    console.log(`storm test: complete after ${runs} sync run(s)`)
     expect(got.inSeveralBatches).toEqual([])
 
     const log = [...gitlab.stats().log].sort((a, b) => a.at - b.at)
@@ -135,8 +136,9 @@ describe("e2e: faults", () => {
     const p = [0, 1, 2, 3].map(SimGitlab.projectIdOf)
     const { gitlab, receiver } = await world({ seed: 66, projects: 4, mrsPerProject: 12 })
     const instance = gitlab.url
-    const noteOf = (projectId: number, iid: number) => gitlab.notes(projectId, iid).find((n) => !n.system)!
-    const note = noteOf(p[1]!, 2)
+    // A user comment of an MR of p1 (not !5, which is left out whole anyway).
+    const noteMr = gitlab.mergeRequests(p[1]!).find((m) => m.iid !== 5 && gitlab.notes(p[1]!, m.iid).some((n) => !n.system))!
+    const note = gitlab.notes(p[1]!, noteMr.iid).find((n) => !n.system)!
     const commit = gitlab.commits(p[3]!, 4)[0]!
     const pipeline = gitlab.pipelines(p[0]!)[0]!
     const deployment = gitlab.deployments(p[3]!)[0]!
@@ -161,7 +163,7 @@ describe("e2e: faults", () => {
     const expected = expectedRecords(gitlab, expectationOptions(gitlab), {
       mergeRequests: [`${p[0]}:3`, `${p[1]}:5`],
       identities: [
-        id("note", p[1]!, `2:${note.id}`),
+        id("note", p[1]!, `${noteMr.iid}:${note.id}`),
         id("commit", p[3]!, `4:${commit.id}`),
         id("pipeline", p[0]!, String(pipeline.id)),
         id("deployment", p[3]!, String(deployment.id)),

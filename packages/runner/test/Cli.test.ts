@@ -206,6 +206,26 @@ describe("mhq-sync CLI", () => {
     }
     const mrs = receiver.records.filter((x) => x.kind === "merge_request")
     expect(mrs).toHaveLength(36)
+
+    // Operators replay: one batch by id (same id, same records, marked as a replay) …
+    const first = receiver.batches[0]!
+    const replay = await cli(["replay", "--batch", first.id], { cwd, env })
+    expect(replay.code, replay.stderr).toBe(0)
+    expect(replay.stdout).toMatch(/1 delivered/)
+    expect(receiver.batches.find((b) => b.id === first.id)!.replays).toBe(1)
+    expect(receiver.requests.filter((q) => q.id === first.id && q.replay)).toHaveLength(1)
+    // … and everything of one kind staged since a time, as new batches.
+    const before = receiver.batches.length
+    const since = await cli(["replay", "--since", "2000-01-01T00:00:00Z", "--kind", "project"], { cwd, env })
+    expect(since.code, since.stderr).toBe(0)
+    const added = receiver.batches.slice(before)
+    expect(added.length).toBe(1)
+    expect(added[0]!.records.map((x) => x.kind)).toEqual(["project", "project", "project"])
+    const unknown = await cli(["replay", "--batch", "01890a5d-ac96-774b-bcce-b302099a8057"], { cwd, env })
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/no batch with id 01890a5d-ac96-774b-bcce-b302099a8057/)
+    const bad = await cli(["replay", "--batch", "nope"], { cwd, env })
+    expect(bad.code).toBe(2)
   }, 120_000)
 
   it("SIGTERM mid-cycle exits 0 within 10 s, with nothing half-written and a stopping heartbeat", async () => {
