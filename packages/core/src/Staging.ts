@@ -352,6 +352,8 @@ const chunkRows = <A extends { readonly size: number }>(rows: ReadonlyArray<A>):
 interface Candidate {
   readonly instance: string
   readonly kind: string
+  /** Full-precision text (microseconds): a paging key must not be rounded to milliseconds. */
+  readonly staged_at: string
   readonly project_id: number
   readonly key: string
   readonly size: number
@@ -549,11 +551,15 @@ export const make = Effect.gen(function*() {
     })
 
   /** Packs in rounds; `select` reads the next candidates in (instance, kind) order. */
+  /**
+   * Packs in rounds of one transaction each; `select` reads the next candidates in
+   * (instance, kind, staged_at, project_id, key) order, after the last candidate packed so far.
+   */
   const packWith = (
     operation: string,
     limits: BatchLimits,
     replay: boolean,
-    select: (afterRound: number) => Effect.Effect<ReadonlyArray<Candidate>, SqlError.SqlError>
+    select: (after: Candidate | undefined) => Effect.Effect<ReadonlyArray<Candidate>, SqlError.SqlError>
   ) =>
     wrap(operation, Effect.gen(function*() {
       // A fetch may have just grown the table many-fold; without fresh statistics the planner
@@ -562,10 +568,11 @@ export const make = Effect.gen(function*() {
       let batches = 0
       let records = 0
       let quarantined = 0
-      for (let round = 0;; round++) {
+      let after: Candidate | undefined
+      for (;;) {
         const done = yield* sql.withTransaction(Effect.gen(function*() {
           yield* sql`SELECT pg_advisory_xact_lock(${packLockKey})`
-          const candidates = yield* select(round)
+          const candidates = yield* select(after)
           const plan = planBatches(candidates, limits)
           let groups = plan.batches
           const full = candidates.length >= packRoundRows
@@ -576,7 +583,9 @@ export const make = Effect.gen(function*() {
             batches++
             records += group.length
           }
-          quarantined += yield* quarantineOversized(plan.oversized, limits)
+          // A replay sends what exists; oversized records were quarantined when first packed.
+          if (!replay) quarantined += yield* quarantineOversized(plan.oversized, limits)
+          after = groups.at(-1)?.at(-1) ?? candidates.at(-1)
           return !full
         }))
         if (done) break
@@ -584,24 +593,31 @@ export const make = Effect.gen(function*() {
       return { batches, records, quarantined }
     }))
 
+  const candidateColumns = sql`instance, kind, staged_at::text AS staged_at, project_id::float8 AS project_id, key, size`
+
   const pack = (limits: BatchLimits = defaultLimits) =>
+    // Packed rows leave the selection (batched_hash = hash), so every round starts from the top.
     packWith("pack", limits, false, () =>
-      sql<Candidate>`SELECT instance, kind, project_id::float8 AS project_id, key, size FROM records
+      sql<Candidate>`SELECT ${candidateColumns} FROM records
         WHERE batched_hash IS DISTINCT FROM hash
         ORDER BY instance, kind, staged_at, project_id, key LIMIT ${packRoundRows}`)
 
   const rebatchSince = (
     since: Date,
     options: { readonly kind?: string | undefined; readonly limits?: BatchLimits | undefined } = {}
-  ) => {
-    // Replays do not touch batched_hash, so rounds page by position instead of by state.
-    const kindFilter = options.kind === undefined ? sql`true` : sql`kind = ${options.kind}`
-    return packWith("rebatchSince", options.limits ?? defaultLimits, true, (round) =>
-      sql<Candidate>`SELECT instance, kind, project_id::float8 AS project_id, key, size FROM records
-        WHERE staged_at >= ${since} AND ${kindFilter}
-        ORDER BY instance, kind, staged_at, project_id, key
-        OFFSET ${round * packRoundRows} LIMIT ${packRoundRows}`)
-  }
+  ) =>
+    Effect.gen(function*() {
+      // Replays do not touch batched_hash: rounds page by key, up to the moment the replay began
+      // (records staged meanwhile go out through the normal outbox anyway).
+      const [start] = yield* wrap("rebatchSince", sql<{ now: string }>`SELECT now()::text AS now`)
+      const kindFilter = options.kind === undefined ? sql`true` : sql`kind = ${options.kind}`
+      return yield* packWith("rebatchSince", options.limits ?? defaultLimits, true, (after) =>
+        sql<Candidate>`SELECT ${candidateColumns} FROM records
+          WHERE staged_at >= ${since} AND staged_at <= ${start!.now}::timestamptz AND ${kindFilter}
+            AND ${after === undefined ? sql`true` : sql`(instance, kind, staged_at, project_id, key) >
+              (${after.instance}, ${after.kind}, ${after.staged_at}::timestamptz, ${after.project_id}, ${after.key})`}
+          ORDER BY instance, kind, staged_at, project_id, key LIMIT ${packRoundRows}`)
+    })
 
   const batchColumns = sql`id::text AS id, instance, kind, status, record_count, byte_size, attempts, last_error,
     replay, parent_id::text AS parent_id, created_at, updated_at, first_attempt_at, next_attempt_at,
@@ -672,7 +688,7 @@ export const make = Effect.gen(function*() {
   const split = (id: string) =>
     Effect.gen(function*() {
       const parent = yield* batch(id)
-      const items = yield* wrap("split", sql<Candidate>`SELECT instance, kind, project_id::float8 AS project_id, key,
+      const items = yield* wrap("split", sql<Candidate>`SELECT instance, kind, '' AS staged_at, project_id::float8 AS project_id, key,
         octet_length(data::text) AS size FROM batch_items WHERE batch_id = ${id}::uuid ORDER BY seq`)
       if (items.length < 2) {
         yield* markFailed(id, "receiver rejected a single-record batch as too large (413)")

@@ -225,12 +225,19 @@ for (const backend of TestDatabase.backends) {
           ])
         }))
 
-      it.effect("stages 30k records in one call (chunked; no bind-parameter ceiling)", () =>
+      it.effect("stages 30k records in one call (chunked; no bind-parameter ceiling); pack and replay span many rounds", () =>
         Effect.gen(function*() {
           const staging = yield* Staging.Staging
           const records = Array.from({ length: 30_000 }, (_, i) => mr(i, { body: "z".repeat(200) }))
           assert.deepStrictEqual(yield* staging.stage({ records }), { inserted: 30_000, updated: 0, unchanged: 0, quarantined: 0 })
-          assert.strictEqual((yield* staging.pack()).batches, 60)
+          const limits = { maxRecords: 700, maxBytes: 1 << 20 } // 700 does not divide a 5,000-row round
+          assert.deepStrictEqual(yield* staging.pack(limits), { batches: 43, records: 30_000, quarantined: 0 })
+          // A replay of everything covers every record exactly once, across rounds.
+          const replay = yield* staging.rebatchSince(new Date(0), { limits })
+          assert.deepStrictEqual(replay, { batches: 43, records: 30_000, quarantined: 0 })
+          const replays = (yield* staging.batches({ limit: 10_000 })).filter((b) => b.replay)
+          const keys = (yield* Effect.forEach(replays, (b) => staging.batchRecords(b.id))).flat().map((r) => r.key)
+          assert.strictEqual(new Set(keys).size, 30_000)
         }))
     }
   )
