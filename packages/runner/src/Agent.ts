@@ -5,7 +5,7 @@
 import { Database, Locks, Staging, Uuid } from "@mhq-sync/core"
 import { InstanceConfig, Sync } from "@mhq-sync/gitlab-source"
 import { Commands, Delivery, Heartbeat, SinkConfig, Webhook, type WireProtocol } from "@mhq-sync/mhq-sink"
-import { Context, Data, Deferred, Duration, Effect, Layer, Metric, Option, Redacted, Ref, Schedule } from "effect"
+import { Context, Data, Deferred, Duration, Effect, Layer, Metric, Option, Queue, Redacted, Ref, Schedule } from "effect"
 import type { SqlClient } from "effect/sql"
 import * as AppConfig from "./AppConfig.ts"
 import * as Version from "./Version.ts"
@@ -98,16 +98,34 @@ export const sinkOptions = (config: AppConfig.AppConfig): SinkConfig.Options => 
   commandsEnabled: config.mhq.commands
 })
 
-/** SinkConfig + Webhook + Delivery + Commands over the staging layer's services. */
+/**
+ * SinkConfig + Webhook + Delivery over the staging layer's services. Remote commands are not part
+ * of it: only the daemon takes and runs them (`commandsLayer`), so a one-shot `check`, `sync` or
+ * `replay` never claims, interrupts or marks failed a command the daemon owns.
+ */
 export const sinkLayer = (config: AppConfig.AppConfig) =>
-  Commands.layer().pipe(
-    Layer.provideMerge(Delivery.layer()),
+  Delivery.layer().pipe(
     Layer.provideMerge(Webhook.layerLive),
     Layer.provideMerge(SinkConfig.layer(sinkOptions(config)).pipe(
       Layer.catchTag("SinkConfigError", (e) =>
         Layer.effect(SinkConfig.SinkConfig, Effect.fail(new AppConfig.ConfigError({ problems: [{ path: configPathOf(e.setting), message: e.message }] }))))
     ))
   )
+
+/**
+ * The daemon's remote-command service: the sink's built-in executors, with `resync_project`
+ * also starting a fetch now rather than at the next interval.
+ */
+export const commandsLayer = Layer.unwrap(Effect.gen(function*() {
+  const trigger = yield* FetchTrigger
+  const builtIn = yield* Commands.defaultExecutors
+  return Commands.layer({
+    extra: {
+      resync_project: (command) =>
+        builtIn.resync_project!(command).pipe(Effect.tap(() => Queue.offer(trigger, undefined)))
+    }
+  })
+}))
 
 const configPathOf = (setting: string) =>
   ({
@@ -192,16 +210,23 @@ export interface Schedules {
   readonly sendInterval: Duration.Input
 }
 
+/** Asks the daemon for a fetch cycle now (e.g. after MHQ's `resync_project`), instead of at the next interval. */
+export class FetchTrigger extends Context.Service<FetchTrigger, Queue.Queue<void>>()("@mhq-sync/runner/FetchTrigger") {
+  // Sliding(1): many requests while a fetch runs collapse into one more fetch.
+  static readonly layer = Layer.effect(FetchTrigger, Queue.sliding<void>(1))
+}
+
 /**
  * A fetch then a send at start; then fetch every `fetchInterval` and send every `sendInterval`
- * (`Schedule.spaced`: the next cycle starts an interval after the previous one ended). A failed
- * cycle is logged and never ends the loop. Runs until interrupted.
+ * (`Schedule.spaced`: the next cycle starts an interval after the previous one ended); `trigger`
+ * starts a fetch early. A failed cycle is logged and never ends the loop. Runs until interrupted.
  */
 export const schedule = <E1, R1, E2, R2>(
   fetch: Effect.Effect<unknown, E1, R1>,
   send: Effect.Effect<unknown, E2, R2>,
   intervals: Schedules,
-  onPlanned: (next: { readonly fetchAt?: Date; readonly sendAt?: Date }) => Effect.Effect<void> = () => Effect.void
+  onPlanned: (next: { readonly fetchAt?: Date; readonly sendAt?: Date }) => Effect.Effect<void> = () => Effect.void,
+  trigger?: Queue.Queue<void>
 ) =>
   Effect.gen(function*() {
     const guard = <E, R>(name: string, effect: Effect.Effect<unknown, E, R>) =>
@@ -209,10 +234,15 @@ export const schedule = <E1, R1, E2, R2>(
     const firstFetchDone = yield* Deferred.make<void>()
     const plan = (interval: Duration.Input, key: "fetchAt" | "sendAt") =>
       Effect.clockWith((clock) => onPlanned({ [key]: new Date(clock.currentTimeMillisUnsafe() + Duration.toMillis(Duration.fromInputUnsafe(interval))) }))
-    const fetchLoop = guard("fetch", fetch).pipe(
-      Effect.tap(() => Deferred.succeed(firstFetchDone, undefined)),
-      Effect.tap(() => plan(intervals.fetchInterval, "fetchAt")),
-      Effect.repeat(Schedule.spaced(intervals.fetchInterval))
+    const waitForNextFetch = trigger === undefined
+      ? Effect.sleep(intervals.fetchInterval)
+      : Effect.raceFirst(Effect.sleep(intervals.fetchInterval), Queue.take(trigger).pipe(Effect.tap(() => Effect.logInfo("fetch requested now"))))
+    const fetchLoop = Effect.forever(
+      guard("fetch", fetch).pipe(
+        Effect.andThen(Deferred.succeed(firstFetchDone, undefined)),
+        Effect.andThen(plan(intervals.fetchInterval, "fetchAt")),
+        Effect.andThen(waitForNextFetch)
+      )
     )
     const sendLoop = Deferred.await(firstFetchDone).pipe(
       Effect.andThen(guard("send", send).pipe(

@@ -117,6 +117,7 @@ const daemon = Effect.suspend(() =>
       const config = loaded.config
       const targets = yield* Agent.instances(config)
       const state = yield* Agent.AgentState
+      const trigger = yield* Agent.FetchTrigger
       const lifecycle = { stopping: false }
       yield* Effect.addFinalizer(() => Effect.sync(() => (lifecycle.stopping = true)))
       if (config.http.listen) {
@@ -140,7 +141,8 @@ const daemon = Effect.suspend(() =>
         Agent.fetchCycle(targets, { wait: config.sync.fetchInterval }),
         Agent.sendCycle(),
         { fetchInterval: config.sync.fetchInterval, sendInterval: config.sync.sendInterval },
-        (next) => Ref.update(state, (s) => ({ ...s, ...(next.fetchAt ? { nextFetchAt: next.fetchAt } : {}), ...(next.sendAt ? { nextSendAt: next.sendAt } : {}) }))
+        (next) => Ref.update(state, (s) => ({ ...s, ...(next.fetchAt ? { nextFetchAt: next.fetchAt } : {}), ...(next.sendAt ? { nextSendAt: next.sendAt } : {}) })),
+        trigger
       )
     }).pipe(
       Effect.onInterrupt(() => Effect.logInfo("stopping: finishing the open transaction, sending a stopping heartbeat")),
@@ -148,7 +150,10 @@ const daemon = Effect.suspend(() =>
       Effect.provide(Layer.unwrap(Effect.gen(function*() {
         const state = yield* Agent.AgentState
         return Heartbeat.layer({ details: Agent.heartbeatDetails(loaded.config).pipe(Effect.provideService(Agent.AgentState, state)) })
-      })).pipe(Layer.provideMerge(dataLayer(loaded.config))))
+      })).pipe(
+        Layer.provideMerge(Agent.commandsLayer),
+        Layer.provideMerge(Layer.merge(dataLayer(loaded.config), Agent.FetchTrigger.layer))
+      ))
     )))
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Ref, Schedule } from "effect"
+import { Effect, Fiber, Queue, Ref, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import * as Agent from "../src/Agent.ts"
 
@@ -38,6 +38,22 @@ describe("Agent.schedule", () => {
       yield* Effect.yieldNow
       yield* TestClock.adjust("4 hours")
       assert.strictEqual(yield* Ref.get(fetches), 5)
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("a trigger (MHQ's resync_project) starts a fetch now; the interval restarts from it", () =>
+    Effect.gen(function*() {
+      const fetches = yield* Ref.make<Array<number>>([])
+      const trigger = yield* Queue.sliding<void>(1)
+      const fetch = Effect.clockWith((c) => Ref.update(fetches, (xs) => [...xs, c.currentTimeMillisUnsafe() / 3_600_000]))
+      const fiber = yield* Agent.schedule(fetch, Effect.void, { fetchInterval: "6 hours", sendInterval: "6 hours" }, undefined, trigger).pipe(Effect.forkChild)
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("1 hour")
+      yield* Queue.offer(trigger, undefined)
+      yield* Queue.offer(trigger, undefined) // collapses with the first
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("7 hours")
+      assert.deepStrictEqual(yield* Ref.get(fetches), [0, 1, 7])
       yield* Fiber.interrupt(fiber)
     }))
 })

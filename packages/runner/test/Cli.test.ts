@@ -271,7 +271,7 @@ describe("mhq-sync CLI", () => {
     receiver.reset()
     const child = spawn(process.execPath, [bin, "run"], {
       cwd,
-      env: { PATH: process.env.PATH ?? "", ...env, MHQ_HTTP_LISTEN: "127.0.0.1:0" },
+      env: { PATH: process.env.PATH ?? "", ...env, MHQ_HTTP_LISTEN: "127.0.0.1:0", MHQ_HEARTBEAT_INTERVAL: "1s" },
       stdio: ["ignore", "pipe", "pipe"]
     })
     let output = ""
@@ -296,6 +296,20 @@ describe("mhq-sync CLI", () => {
       expect(metrics).toMatch(/mhq_records_staged_total\{kind="merge_request"\} 36/)
       expect(metrics).toMatch(/mhq_batches_total\{outcome="delivered"\} \d+/)
       expect(metrics).toMatch(/mhq_last_successful_fetch_timestamp_seconds \d+/)
+
+      // MHQ asks for a resync of one project in a heartbeat answer (repeated in three answers):
+      // it runs once, its outcome is reported once, and a fetch starts now, not in 6 hours.
+      const project = gitlab.projects()[0]!
+      const listsBefore = gitlab.stats().byRoute["GET /projects/:id/merge_requests"] ?? 0
+      receiver.queueCommands([{ id: "cmd-1", command: "resync_project", parameters: { project_id: project.id } }], { times: 3 })
+      await receiver.waitFor((h) => h.heartbeats.some((b) => b.details.command_results.some((c) => c.id === "cmd-1")), 30_000)
+      const results = receiver.heartbeats.flatMap((b) => b.details.command_results.filter((c) => c.id === "cmd-1"))
+      expect(results).toHaveLength(1)
+      expect(results[0]!.status).toBe("done")
+      expect((results[0]!.outcome as { cursors_reset: number }).cursors_reset).toBeGreaterThan(0)
+      const deadline2 = Date.now() + 30_000
+      while ((gitlab.stats().byRoute["GET /projects/:id/merge_requests"] ?? 0) === listsBefore && Date.now() < deadline2) await new Promise((r) => setTimeout(r, 100))
+      expect(gitlab.stats().byRoute["GET /projects/:id/merge_requests"] ?? 0).toBeGreaterThan(listsBefore)
     } finally {
       child.kill("SIGTERM")
       await new Promise((r) => child.once("exit", r))
