@@ -98,8 +98,12 @@ export const layer = (
   return Option.match(Option.fromNullishOr(options.url), {
     onSome: (url) =>
       Layer.unwrap(Effect.map(parseUrl(url), (target) => {
-        const password = new URL(Redacted.value(url)).password
-        return clientLayer({ ...common, url }, target, { backend: "server", target: target.describe }, decodeURIComponent(password), options)
+        const raw = new URL(Redacted.value(url)).password
+        let password = raw
+        try {
+          password = decodeURIComponent(raw)
+        } catch { /* a stray % in the password: scrub it as written */ }
+        return clientLayer({ ...common, url }, target, { backend: "server", target: target.describe }, password, options)
       })),
     onNone: () =>
       Layer.unwrap(Effect.map(EmbeddedPostgres.make({ dataDir: options.dataDir }), (conn) => {

@@ -216,7 +216,14 @@ const stopOrphan = (pgDir: string) =>
     const pidFile = path.join(pgDir, "postmaster.pid")
     if (!fs.existsSync(pidFile)) return
     const pid = Number(fs.readFileSync(pidFile, "utf8").split("\n")[0])
-    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return
+    if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || !isAlive(pid)) return
+    // PIDs are reused (e.g. after a container restart): only stop a postgres serving this directory.
+    try {
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
+      if (!cmdline.some((a) => a.endsWith("postgres")) || !cmdline.includes(pgDir)) return
+    } catch {
+      if (os.platform() === "linux") return // no such process any more, or not ours to read
+    }
     process.kill(pid, "SIGINT") // fast shutdown: rolls back open transactions, checkpoints
     if (!(await waitForExit(pid, stopTimeoutMs))) process.kill(pid, "SIGKILL")
   })

@@ -123,7 +123,11 @@ export interface GitlabClient {
   readonly config: InstanceConfig.InstanceConfig
   /** GET `path` (relative to /api/v4, or an absolute URL on this instance) → parsed JSON. */
   readonly get: (path: string, params?: Params) => Effect.Effect<Fetched, GitlabError>
-  /** All pages of a list endpoint (per_page=100; keyset Link when `params.pagination === "keyset"`). */
+  /**
+   * All pages of a list endpoint (per_page=100; keyset Link when `params.pagination === "keyset"`).
+   * Lists with `order_by=updated_at&sort=asc` are walked by `updated_after` time window (items
+   * updated during the walk cannot shift past a page boundary unseen), each item emitted once.
+   */
   readonly paginate: (path: string, params?: Params) => Stream.Stream<Page, GitlabError>
   /** Requests sent so far (every attempt counts). */
   readonly requests: Effect.Effect<number>
@@ -231,6 +235,17 @@ export const retryAfterMillis = (headers: { readonly [k: string]: string | undef
   const reset = Number(headers["ratelimit-reset"])
   if (Number.isFinite(reset) && reset > 0) return Math.max(0, reset * 1000 - now)
   return undefined
+}
+
+/** A list item's `id` as a string (for de-duplication), if it has one. */
+const idOf = (item: unknown): string | undefined => {
+  const id = item !== null && typeof item === "object" ? (item as { id?: unknown }).id : undefined
+  return typeof id === "number" || typeof id === "string" ? String(id) : undefined
+}
+
+const updatedAtOf = (item: unknown): string | undefined => {
+  const at = item !== null && typeof item === "object" ? (item as { updated_at?: unknown }).updated_at : undefined
+  return typeof at === "string" ? at : undefined
 }
 
 const cap = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, n)}…`)
@@ -442,33 +457,82 @@ export const makeWith = (
         }
       })
 
+    /** The next offset page from `x-next-page` (or `Link: rel="next"` when the header is absent). */
+    const nextOffsetPage = (url: string, headers: Fetched["headers"], keyset: boolean): string | undefined => {
+      const header = headers["x-next-page"]
+      if (keyset || header === undefined) return linkNext(headers["link"])
+      if (header.trim() === "") return undefined
+      const u = new URL(url)
+      u.searchParams.set("page", header.trim())
+      return u.toString()
+    }
+
+    /** One list page: counted, and refused unless the body is a JSON array. */
+    const fetchPage = (url: string) =>
+      Effect.gen(function*() {
+        const fetched = yield* get(url)
+        const counter = yield* RequestCounter
+        if (counter) counter.pages++
+        if (!Array.isArray(fetched.json)) {
+          return yield* Effect.fail(new MalformedResponse({ instance, url, attempts: 1, detail: "expected a JSON array", raw: cap(fetched.text, 64 * 1024) }))
+        }
+        return { headers: fetched.headers, items: fetched.json as ReadonlyArray<unknown> }
+      })
+
+    const offsetPaginate = (first: string, keyset: boolean): Stream.Stream<Page, GitlabError> =>
+      Stream.paginate({ url: first, index: 0 }, ({ url, index }) =>
+        Effect.map(fetchPage(url), ({ headers, items }) => {
+          // An empty page ends the list whatever the headers say (never trust totals).
+          const next = items.length === 0 ? undefined : nextOffsetPage(url, headers, keyset)
+          const page: Page = { origin: `GET ${url}`, items, index }
+          return [[page], next === undefined ? Option.none() : Option.some({ url: next, index: index + 1 })] as const
+        }))
+
+    /**
+     * Lists ordered by `updated_at` ascending, walked by time window instead of by offset: an item
+     * updated during the walk moves to the end of the list, so with `page=N` every later item
+     * shifts back one place and the one at the next page boundary would never be seen. After each
+     * full page the list is asked again from `updated_after = <last item's updated_at> - 1 s`,
+     * page 1 (the second covers inclusive and strict `updated_after` and sub-second times); items
+     * already emitted in this walk are dropped by id. When the window does not move (more than a
+     * page of items within one second) the next offset page of the same window is read instead.
+     * The walk ends on a short or empty page, or when GitLab reports no next page.
+     */
+    const windowPaginate = (first: string): Stream.Stream<Page, GitlabError> =>
+      Stream.suspend(() => {
+        const seen = new Set<string>()
+        const start = Date.parse(new URL(first).searchParams.get("updated_after") ?? "")
+        return Stream.paginate({ url: first, index: 0, after: Number.isNaN(start) ? undefined : start }, ({ url, index, after }) =>
+          Effect.map(fetchPage(url), ({ headers, items }) => {
+            const fresh = items.filter((item) => {
+              const id = idOf(item)
+              if (id === undefined) return true
+              if (seen.has(id)) return false
+              seen.add(id)
+              return true
+            })
+            const page: Page = { origin: `GET ${url}`, items: fresh, index }
+            const size = Number(headers["x-per-page"]) > 0 ? Number(headers["x-per-page"]) : perPage
+            const offsetNext = nextOffsetPage(url, headers, false)
+            if (items.length < size || offsetNext === undefined) return [[page], Option.none()] as const
+            const last = Date.parse(updatedAtOf(items[items.length - 1]) ?? "")
+            const nextAfter = last - 1000
+            if (Number.isNaN(last) || (after !== undefined && nextAfter <= after)) {
+              return [[page], Option.some({ url: offsetNext, index: index + 1, after })] as const
+            }
+            const u = new URL(url)
+            u.searchParams.set("updated_after", new Date(nextAfter).toISOString())
+            u.searchParams.set("page", "1")
+            return [[page], Option.some({ url: u.toString(), index: index + 1, after: nextAfter })] as const
+          }))
+      })
+
     const paginate = (path: string, params?: Params): Stream.Stream<Page, GitlabError> => {
       const keyset = params?.["pagination"] === "keyset"
       const first = resolveUrl(path, { per_page: perPage, ...params })
-      return Stream.paginate({ url: first, index: 0 }, ({ url, index }) =>
-        Effect.gen(function*() {
-          const fetched = yield* get(url)
-          const counter = yield* RequestCounter
-          if (counter) counter.pages++
-          if (!Array.isArray(fetched.json)) {
-            return yield* Effect.fail(new MalformedResponse({ instance, url, attempts: 1, detail: "expected a JSON array", raw: cap(fetched.text, 64 * 1024) }))
-          }
-          const items = fetched.json as ReadonlyArray<unknown>
-          let next: string | undefined
-          const header = fetched.headers["x-next-page"]
-          if (keyset || header === undefined) {
-            next = linkNext(fetched.headers["link"])
-          } else if (header.trim() !== "") {
-            const u = new URL(url)
-            u.searchParams.set("page", header.trim())
-            next = u.toString()
-          }
-          // An empty page ends the list whatever the headers say (never trust totals).
-          if (items.length === 0) next = undefined
-          const page: Page = { origin: `GET ${url}`, items, index }
-          return [[page], next === undefined ? Option.none() : Option.some({ url: next, index: index + 1 })] as const
-        })
-      )
+      return !keyset && params?.["order_by"] === "updated_at" && params?.["sort"] === "asc"
+        ? windowPaginate(first)
+        : offsetPaginate(first, keyset)
     }
 
     return { instance, config, get, paginate, requests: Effect.sync(() => total) } satisfies GitlabClient

@@ -527,9 +527,18 @@ export const check = (problems: ReadonlyArray<Problem>): Effect.Effect<void, Con
 
 /** The effective config as plain JSON with secrets masked, for `mhq-sync config` and heartbeats. */
 export const toDisplay = (config: AppConfig): unknown =>
-  JSON.parse(JSON.stringify(config, (_k, v) => {
+  JSON.parse(JSON.stringify(config, (k, v) => {
     if (Redacted.isRedacted(v)) return "<redacted>"
     if (Duration.isDuration(v)) return Duration.format(v)
-    if (v instanceof URL) return v.toString()
+    // A query string or user:password@ in a URL may carry a credential: show origin and path only.
+    if (v instanceof URL) return `${v.origin}${v.pathname}`
+    if ((k === "url" || k === "proxy") && typeof v === "string") {
+      try {
+        const u = new URL(v)
+        return `${u.origin}${u.pathname.replace(/\/$/, "")}`
+      } catch {
+        return v
+      }
+    }
     return v
   }))

@@ -19,10 +19,14 @@ const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
 }
 
 const program = Cli.cli.pipe(
-  Effect.tapError((e) =>
+  // Users get one clear line per failure; an unexpected defect still says what happened.
+  Effect.tapCause((cause) =>
     Effect.sync(() => {
-      const err = e as { _tag?: string; message?: string }
-      if (err._tag === "CommandFailed") process.stderr.write(`mhq-sync: ${err.message}\n`)
+      if (Cause.hasInterruptsOnly(cause)) return
+      const failure = cause.reasons.find(Cause.isFailReason)
+      const err = failure?.error as { _tag?: string; message?: string } | undefined
+      if (err?._tag === "CommandFailed") process.stderr.write(`mhq-sync: ${err.message}\n`)
+      else if (failure === undefined) process.stderr.write(`mhq-sync: unexpected failure (a bug — please report it):\n${Cause.pretty(cause)}\n`)
     })
   ),
   Effect.provide(NodeServices.layer)

@@ -43,7 +43,7 @@ describe("AppConfig", () => {
   it.effect("the older agent's .env + config.json load unchanged", () =>
     Effect.gen(function*() {
       const cwd = dir({
-        ".env": `GITLAB_DOMAIN_URL='https://gitlab.acme.internal/'\nGITLAB_ACCESS_TOKEN='glpat-secret'\nMHQ_CLIENT_ID='acme'\nMHQ_CLIENT_SECRET='${pem}'\nMHQ_WEBHOOK_URL=https://hooks.middlewarehq.com/acme\nMHQ_PUBLIC_KEY=AAAA\n`,
+        ".env": `GITLAB_DOMAIN_URL='https://gitlab.acme.internal/'\nGITLAB_ACCESS_TOKEN='glpat-secret'\nMHQ_CLIENT_ID='acme'\nMHQ_CLIENT_SECRET='${pem}'\nMHQ_WEBHOOK_URL=https://hooks.middlewarehq.com/acme?sig=query-secret\nMHQ_PUBLIC_KEY=AAAA\n`,
         "config.json": JSON.stringify({ integrations: { gitlab: { repositories: ["https://gitlab.acme.internal/platform/api", "https://gitlab.acme.internal/web/app.git"] } } })
       })
       const { config, sources } = yield* AppConfig.load({ cwd, env: {} })
@@ -63,6 +63,8 @@ describe("AppConfig", () => {
       assert.notInclude(shown, "glpat-secret")
       assert.notInclude(shown, "line-one")
       assert.include(shown, "<redacted>")
+      assert.notInclude(shown, "query-secret")
+      assert.include(shown, "https://hooks.middlewarehq.com/acme")
     }))
 
   it.effect("our own file, env overrides and *File secrets, with provenance", () =>
