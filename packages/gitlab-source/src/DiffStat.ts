@@ -1,8 +1,10 @@
 /**
  * MR diff statistics counted by the agent from the diffs (all pages): additions, deletions, files
- * changed. The diff text itself is never staged. One record per MR (key = iid).
+ * changed. The diff text itself is never staged, and never kept past the page it came in: pages
+ * are folded into counters one by one. One record per MR (key = iid).
  */
-import { Schema } from "effect"
+import type { Staging } from "@mhq-sync/core"
+import { Effect, Schema, Stream } from "effect"
 import * as Entity from "./Entity.ts"
 import type * as GitlabClient from "./GitlabClient.ts"
 
@@ -16,9 +18,6 @@ export const Diff = Schema.Struct({
 })
 export type Diff = typeof Diff.Type
 
-export const fetchAll = (client: GitlabClient.GitlabClient, scope: Entity.ProjectScope, iid: number) =>
-  Entity.collect(client, `/projects/${scope.projectId}/merge_requests/${iid}/diffs`, {}, Diff, { scope, kind })
-
 export interface Stat {
   readonly additions: number
   readonly deletions: number
@@ -27,26 +26,56 @@ export interface Stat {
   readonly files_without_diff: number
 }
 
-/** Counts +/- lines of unified diff hunks (GitLab's diffs start at the first @@ hunk: no file headers). */
-export const count = (diffs: ReadonlyArray<Diff>): Stat => {
-  let additions = 0
-  let deletions = 0
-  let withheld = 0
+/** Running totals; `add` folds diffs into it so the diffs can be dropped right away. */
+export interface Counter {
+  additions: number
+  deletions: number
+  files_changed: number
+  files_without_diff: number
+}
+
+export const emptyCounter = (): Counter => ({ additions: 0, deletions: 0, files_changed: 0, files_without_diff: 0 })
+
+/** Adds the +/- lines of unified diff hunks (GitLab's diffs start at the first @@ hunk: no file headers). */
+export const add = (acc: Counter, diffs: ReadonlyArray<Diff>): Counter => {
   for (const d of diffs) {
     const text = d.diff ?? ""
-    if (text === "" && (d.too_large === true || d.collapsed === true)) withheld++
+    acc.files_changed++
+    if (text === "" && (d.too_large === true || d.collapsed === true)) acc.files_without_diff++
     let start = 0
     while (start < text.length) {
       let end = text.indexOf("\n", start)
       if (end === -1) end = text.length
       const c = text.charCodeAt(start)
-      if (c === 43 /* + */) additions++
-      else if (c === 45 /* - */) deletions++
+      if (c === 43 /* + */) acc.additions++
+      else if (c === 45 /* - */) acc.deletions++
       start = end + 1
     }
   }
-  return { additions, deletions, files_changed: diffs.length, files_without_diff: withheld }
+  return acc
 }
+
+export const count = (diffs: ReadonlyArray<Diff>): Stat => ({ ...add(emptyCounter(), diffs) })
+
+/**
+ * All diff pages of an MR folded into one `Stat` (the only item of the result): each page is
+ * decoded, counted and dropped before the next one is read.
+ */
+export const fetchStat = (
+  client: GitlabClient.GitlabClient,
+  scope: Entity.ProjectScope,
+  iid: number
+): Effect.Effect<Entity.Decoded<Stat>, GitlabClient.GitlabError> =>
+  Stream.runFold(
+    client.paginate(`/projects/${scope.projectId}/merge_requests/${iid}/diffs`, {}),
+    () => ({ counter: emptyCounter(), quarantine: [] as Array<Staging.QuarantineEntry> }),
+    (acc, page) => {
+      const d = Entity.decodeItems(Diff, page.items, { scope, kind, origin: page.origin })
+      add(acc.counter, d.items)
+      acc.quarantine.push(...d.quarantine)
+      return acc
+    }
+  ).pipe(Effect.map(({ counter, quarantine }) => ({ items: [{ ...counter }], quarantine })))
 
 export const toRecord = (scope: Entity.ProjectScope, iid: number, mrUpdatedAt: string, stat: Stat) =>
   Entity.record(scope, kind, String(iid), mrUpdatedAt, { merge_request_iid: iid, ...stat })

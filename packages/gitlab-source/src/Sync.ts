@@ -268,7 +268,7 @@ export const run = (
           fetchChild(state, Note.kind, mr.iid, Note.fetchAll(client, s, mr.iid), (xs) => xs.map((n) => Note.toRecord(s, mr.iid, at, n))),
           fetchChild(state, Approval.kind, mr.iid, Approval.fetch(client, s, mr.iid), (xs) => xs.map((a) => Approval.toRecord(s, mr.iid, at, a))),
           fetchChild(state, Commit.kind, mr.iid, Commit.fetchAll(client, s, mr.iid), (xs) => xs.map((c) => Commit.toRecord(s, mr.iid, at, config.privacy, c))),
-          fetchChild(state, DiffStat.kind, mr.iid, DiffStat.fetchAll(client, s, mr.iid), (xs) => [DiffStat.toRecord(s, mr.iid, at, DiffStat.count(xs))])
+          fetchChild(state, DiffStat.kind, mr.iid, DiffStat.fetchStat(client, s, mr.iid), (xs) => xs.map((st) => DiffStat.toRecord(s, mr.iid, at, st)))
         ], { concurrency: "unbounded" })
         if (children.some((c) => c === "incomplete")) return undefined
         const complete = children as ReadonlyArray<ChildResult>

@@ -531,8 +531,8 @@ export const toDisplay = (config: AppConfig): unknown =>
     if (Redacted.isRedacted(v)) return "<redacted>"
     if (Duration.isDuration(v)) return Duration.format(v)
     // A query string or user:password@ in a URL may carry a credential: show origin and path only.
-    if (v instanceof URL) return `${v.origin}${v.pathname}`
-    if ((k === "url" || k === "proxy") && typeof v === "string") {
+    // (URL objects reach the replacer already as strings, through URL.prototype.toJSON.)
+    if ((k === "url" || k === "proxy" || k === "webhookUrl") && typeof v === "string") {
       try {
         const u = new URL(v)
         return `${u.origin}${u.pathname.replace(/\/$/, "")}`
