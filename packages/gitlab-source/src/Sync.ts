@@ -216,25 +216,45 @@ export const run = (
 
     // --- merge requests + children ------------------------------------------------------------
     type ChildResult = { readonly records: Array<SyncRecord.SyncRecord>; readonly quarantine: Array<Staging.QuarantineEntry> }
+    type ChildOutcome = ChildResult | "incomplete" | "gone"
 
+    /**
+     * One child endpoint of one MR. A 403/404 means "this project does not offer the endpoint" (CE
+     * approvals, repository disabled: skipped with one warning) only while the endpoint has never
+     * answered for this project. Once it has, a 403/404 concerns this MR alone: if the MR itself is
+     * gone it is skipped with a warning, otherwise the MR is incomplete (not staged this run, the
+     * cursor stays, the next run fetches it again).
+     */
     const fetchChild = <A>(
       state: ProjectState,
       kind: ChildKind,
       iid: number,
       fetch: Effect.Effect<Entity.Decoded<A>, GitlabClient.GitlabError>,
-      toRecords: (items: ReadonlyArray<A>) => ReadonlyArray<SyncRecord.SyncRecord>
-    ): Effect.Effect<ChildResult | "incomplete", Fatal> => {
+      toRecords: (items: ReadonlyArray<A>) => ReadonlyArray<SyncRecord.SyncRecord>,
+      mrGone: Effect.Effect<boolean, Fatal>
+    ): Effect.Effect<ChildOutcome, Fatal> => {
+      const notOffered = (e: GitlabClient.EntityUnavailable): ChildOutcome => {
+        if (!state.unavailable.has(kind)) {
+          state.unavailable.add(kind)
+          state.warnings.push(`${kind}: skipped for this project, endpoint not available (${e.status} on ${e.url}${e.detail ? `: ${e.detail}` : ""})`)
+        }
+        return { records: [], quarantine: [] }
+      }
       const attempt = fetch.pipe(
         Effect.tap(() => Effect.sync(() => state.available.add(kind))),
         Effect.map((d): ChildResult => ({ records: [...toRecords(d.items)], quarantine: [...d.quarantine] })),
-        Effect.catch((e): Effect.Effect<ChildResult | "incomplete", Fatal> => {
+        Effect.catch((e): Effect.Effect<ChildOutcome, Fatal> => {
           if (isFatal(e)) return Effect.fail(e)
           if (e._tag === "EntityUnavailable") {
-            if (!state.unavailable.has(kind)) {
-              state.unavailable.add(kind)
-              state.warnings.push(`${kind}: skipped for this project, endpoint not available (${e.status} on ${e.url}${e.detail ? `: ${e.detail}` : ""})`)
-            }
-            return Effect.succeed({ records: [], quarantine: [] })
+            const answeredBefore = state.available.has(kind)
+            // A 404 may only mean that this MR was deleted since it was listed: ask for the MR.
+            const gone = e.status === 404 ? mrGone : Effect.succeed(false)
+            return Effect.map(gone, (isGone): ChildOutcome => {
+              if (isGone) return "gone"
+              if (!answeredBefore) return notOffered(e)
+              state.errors.push(`${kind} of MR !${iid}: ${e.message}, although it answered for other MRs; the MR will be fetched again next run`)
+              return "incomplete"
+            })
           }
           if (e._tag === "MalformedResponse") {
             state.warnings.push(`${kind} of MR !${iid}: ${e.message}; quarantined, the MR will be fetched again next run`)
@@ -253,24 +273,43 @@ export const run = (
       return Effect.suspend(() => state.available.has(kind) ? run : probeOf(state, kind).withPermit(run))
     }
 
+    /** Whether an MR no longer exists (404 on the MR itself); warns once when it is gone. */
+    const mrGoneCheck = (state: ProjectState, iid: number): Effect.Effect<boolean, Fatal> =>
+      client.get(`/projects/${state.scope.projectId}/merge_requests/${iid}`).pipe(
+        Effect.as(false),
+        Effect.catch((e): Effect.Effect<boolean, Fatal> => {
+          if (isFatal(e)) return Effect.fail(e)
+          if (e._tag === "EntityUnavailable" && e.status === 404) {
+            state.warnings.push(`MR !${iid}: skipped, it no longer exists (404 on ${e.url})`)
+            return Effect.succeed(true)
+          }
+          return Effect.succeed(false)
+        })
+      )
+
     const probeOf = (state: ProjectState, kind: ChildKind) => {
       let sem = state.probes.get(kind)
       if (sem === undefined) state.probes.set(kind, sem = Semaphore.makeUnsafe(1))
       return sem
     }
 
-    /** One MR with all its children as one unit, or undefined when a child could not be fetched. */
-    const mrUnit = (state: ProjectState, mr: MergeRequest.MergeRequest): Effect.Effect<CorePipeline.Unit | undefined, Fatal> =>
+    /**
+     * One MR with all its children as one unit; "incomplete" when a child could not be fetched
+     * (retried next run), "gone" when the MR was deleted since it was listed.
+     */
+    const mrUnit = (state: ProjectState, mr: MergeRequest.MergeRequest): Effect.Effect<CorePipeline.Unit | "incomplete" | "gone", Fatal> =>
       Effect.gen(function*() {
         const s = state.scope
         const at = mr.updated_at
+        const gone = yield* Effect.cached(mrGoneCheck(state, mr.iid)) // asked at most once per MR
         const children = yield* Effect.all([
-          fetchChild(state, Note.kind, mr.iid, Note.fetchAll(client, s, mr.iid), (xs) => xs.map((n) => Note.toRecord(s, mr.iid, at, n))),
-          fetchChild(state, Approval.kind, mr.iid, Approval.fetch(client, s, mr.iid), (xs) => xs.map((a) => Approval.toRecord(s, mr.iid, at, a))),
-          fetchChild(state, Commit.kind, mr.iid, Commit.fetchAll(client, s, mr.iid), (xs) => xs.map((c) => Commit.toRecord(s, mr.iid, at, config.privacy, c))),
-          fetchChild(state, DiffStat.kind, mr.iid, DiffStat.fetchStat(client, s, mr.iid), (xs) => xs.map((st) => DiffStat.toRecord(s, mr.iid, at, st)))
+          fetchChild(state, Note.kind, mr.iid, Note.fetchAll(client, s, mr.iid), (xs) => xs.map((n) => Note.toRecord(s, mr.iid, at, n)), gone),
+          fetchChild(state, Approval.kind, mr.iid, Approval.fetch(client, s, mr.iid), (xs) => xs.map((a) => Approval.toRecord(s, mr.iid, at, a)), gone),
+          fetchChild(state, Commit.kind, mr.iid, Commit.fetchAll(client, s, mr.iid), (xs) => xs.map((c) => Commit.toRecord(s, mr.iid, at, config.privacy, c)), gone),
+          fetchChild(state, DiffStat.kind, mr.iid, DiffStat.fetchStat(client, s, mr.iid), (xs) => xs.map((st) => DiffStat.toRecord(s, mr.iid, at, st)), gone)
         ], { concurrency: "unbounded" })
-        if (children.some((c) => c === "incomplete")) return undefined
+        if (children.some((c) => c === "gone")) return "gone"
+        if (children.some((c) => c === "incomplete")) return "incomplete"
         const complete = children as ReadonlyArray<ChildResult>
         return {
           records: [MergeRequest.toRecord(s, mr), ...complete.flatMap((c) => c.records)],
@@ -299,8 +338,8 @@ export const run = (
             concurrency: config.concurrency * 2
           }),
           Stream.flatMap((u) => {
-            if (u === undefined) incomplete++
-            return Stream.fromIterable(u === undefined ? [] : [u])
+            if (u === "incomplete") incomplete++
+            return Stream.fromIterable(typeof u === "string" ? [] : [u])
           }),
           Stream.concat(Stream.suspend(() => incomplete === 0 ? Stream.make(cursorUnit(state, MergeRequest.kind)) : Stream.empty))
         )

@@ -1,6 +1,8 @@
 /** Shared test fixtures: sim-backed configs, fast retry options, captured logs. */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { SimGitlab } from "@mhq-sync/testkit"
@@ -37,3 +39,45 @@ export const selfSigned = Effect.acquireRelease(
 )
 
 export const routeCount = (sim: SimGitlab.Handle, route: string) => sim.stats().byRoute[`GET ${route}`] ?? 0
+
+/**
+ * A pass-through HTTP proxy in front of the sim that answers chosen API paths itself (the sim can
+ * only fail whole routes or projects, not one MR's endpoint). `intercept` sees the path without
+ * query and returns a status to answer with, or undefined to forward. Link headers are rewritten
+ * to the proxy's origin. Closed with the scope.
+ */
+export const interceptingProxy = (sim: SimGitlab.Handle, intercept: (path: string) => number | undefined) =>
+  Effect.acquireRelease(
+    Effect.promise(() =>
+      new Promise<{ readonly url: string; readonly server: http.Server }>((resolve, reject) => {
+        const target = new URL(sim.url)
+        let origin = ""
+        const server = http.createServer((req, res) => {
+          const path = (req.url ?? "/").split("?")[0]!
+          const status = intercept(path)
+          if (status !== undefined) {
+            const body = JSON.stringify({ message: status === 404 ? "404 Not found" : "403 Forbidden" })
+            res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
+            return res.end(body)
+          }
+          const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } }, (up) => {
+            const headers = { ...up.headers }
+            if (typeof headers.link === "string") headers.link = headers.link.split(target.origin).join(origin)
+            res.writeHead(up.statusCode ?? 502, headers)
+            up.pipe(res)
+          })
+          upstream.on("error", () => res.destroy())
+          req.pipe(upstream)
+        })
+        server.once("error", reject)
+        server.listen(0, "127.0.0.1", () => {
+          origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+          resolve({ url: origin, server })
+        })
+      })
+    ),
+    ({ server }) => Effect.promise(() => new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    }))
+  )

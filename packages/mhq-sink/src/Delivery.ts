@@ -168,8 +168,11 @@ export const make = (options: MakeOptions = {}) =>
     const sendDue = Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       let report = emptyReport
+      // A receiver that asked us to wait (429/5xx/unreachable) gets no more batches in this pass:
+      // the others keep their schedule instead of all being posted to a server that is down.
+      let backOff = false
       const worker = Effect.gen(function*() {
-        while ((yield* Clock.currentTimeMillis) - started < maxPassMs) {
+        while (!backOff && (yield* Clock.currentTimeMillis) - started < maxPassMs) {
           const claimed = yield* staging.claim({ owner, limit: 1, leaseSeconds: settings.leaseSeconds })
           const batch = claimed[0]
           if (batch === undefined) return
@@ -177,6 +180,7 @@ export const make = (options: MakeOptions = {}) =>
             Effect.catchTag("BatchNotFound", () => Effect.succeed<Outcome>({ _tag: "Failed", error: "batch vanished" }))
           )
           report = addReports(report, toReport(outcome))
+          if (outcome._tag === "Retry") backOff = true
         }
       })
       yield* Effect.forEach(Array.from({ length: settings.concurrency }), () => worker, { concurrency: "unbounded", discard: true })

@@ -80,6 +80,23 @@ describe("Delivery", () => {
         assert.isTrue(batches.some((b) => b.attempts > 1))
       }), { limits: { maxRecords: 10, maxBytes: 4 * 1024 * 1024 }, concurrency: 2 }))
 
+  it.live("a receiver that is down gets one request per pass, not one per batch", () =>
+    withSink((rx) =>
+      Effect.gen(function*() {
+        rx.setReply({ status: 503 })
+        yield* stage(everyKind)
+        const delivery = yield* Delivery.Delivery
+        const report = yield* delivery.sendPending()
+        assert.strictEqual(report.packed, everyKind.length)
+        assert.strictEqual(report.retried, 1)
+        assert.strictEqual(report.delivered, 0)
+        assert.strictEqual(rx.requests.length, 1)
+        const staging = yield* Staging.Staging
+        const pending = yield* staging.batches({ status: "pending" })
+        assert.strictEqual(pending.length, everyKind.length)
+        assert.strictEqual(pending.filter((b) => b.attempts === 0).length, everyKind.length - 1)
+      })))
+
   it.live("429 with Retry-After is honoured", () =>
     withSink((rx) =>
       Effect.gen(function*() {
