@@ -9,7 +9,7 @@ import * as tls from "node:tls"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Backoff } from "@mhq-sync/core"
 import { Context, Data, Duration, Effect, Metric, Option, Redacted, Semaphore, Stream } from "effect"
-import { HttpClient, HttpClientRequest } from "effect/http"
+import { Headers, HttpClient, HttpClientRequest } from "effect/http"
 import { Agent, type Dispatcher, EnvHttpProxyAgent } from "undici"
 import * as InstanceConfig from "./InstanceConfig.ts"
 
@@ -264,6 +264,34 @@ const errorDetail = (text: string): string => {
 // ---------------------------------------------------------------------------------------------
 // The client
 
+/** The token headers, which Effect's default redaction list (`authorization`, cookies) lacks one of. */
+export const tokenHeaderNames: ReadonlyArray<string> = ["private-token", "authorization"]
+
+const withTokenHeaders = (names: ReadonlyArray<string | RegExp>): ReadonlyArray<string | RegExp> => [
+  ...names,
+  ...tokenHeaderNames.filter((t) => !Headers.isRedactedName(t, names))
+]
+
+/**
+ * Runs `self` with the token headers in `Headers.CurrentRedactedNames`, so a request or an
+ * HttpClientError rendered (logged, traced, JSON-encoded, inspected) inside shows no token.
+ * The client applies it to its own operations; `Sync.run` applies it to the whole sync.
+ */
+export const withRedaction = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    const names = yield* Headers.CurrentRedactedNames
+    return yield* Effect.provideService(self, Headers.CurrentRedactedNames, withTokenHeaders(names))
+  })
+
+/** The GET request for `url` with the instance's token header (`PRIVATE-TOKEN` or `Authorization: Bearer`). */
+export const authorizedGet = (config: InstanceConfig.InstanceConfig, url: string): HttpClientRequest.HttpClientRequest =>
+  HttpClientRequest.get(url).pipe(
+    config.authKind === "oauth"
+      ? HttpClientRequest.setHeader("authorization", `Bearer ${Redacted.value(config.token)}`)
+      : HttpClientRequest.setHeader("private-token", Redacted.value(config.token)),
+    HttpClientRequest.acceptJson
+  )
+
 /** A client for one instance over the given undici dispatcher (see `make` for the usual setup). */
 /** Request metrics (rendered by the runner at /metrics): by instance, endpoint template and status. */
 export const metrics = {
@@ -292,9 +320,10 @@ export const makeWith = (
     const timeout = InstanceConfig.timeoutMillis(config)
 
     const http = (yield* NodeHttpClient.makeUndici.pipe(Effect.provideService(NodeHttpClient.Dispatcher, dispatcher as never)))
-    const authHeader: readonly [string, Redacted.Redacted<string>] = config.authKind === "oauth"
-      ? ["authorization", Redacted.make(`Bearer ${Redacted.value(config.token)}`)]
-      : ["private-token", config.token]
+    // Header names redacted whenever a request (or an HttpClientError carrying it) is rendered
+    // inside the client's operations: the app's list plus the two token headers.
+    const redacted = withTokenHeaders(yield* Headers.CurrentRedactedNames)
+    const redacting = <A, E>(self: Effect.Effect<A, E>) => Effect.provideService(self, Headers.CurrentRedactedNames, redacted)
 
     const semaphore = yield* Semaphore.make(config.concurrency)
     // Politeness state shared by every request to this instance.
@@ -356,10 +385,7 @@ export const makeWith = (
           total++
           const counter = yield* RequestCounter
           if (counter) counter.requests++
-          const request = HttpClientRequest.get(url).pipe(
-            HttpClientRequest.setHeader(authHeader[0], Redacted.value(authHeader[1])),
-            HttpClientRequest.acceptJson
-          )
+          const request = authorizedGet(config, url)
           const outcome = yield* http.execute(request).pipe(
             Effect.flatMap((res) => Effect.map(res.text, (text) => ({ res, text }))),
             Effect.timeout(Duration.millis(timeout)),
@@ -405,7 +431,7 @@ export const makeWith = (
       )
 
     const get = (path: string, params?: Params): Effect.Effect<Fetched, GitlabError> =>
-      Effect.gen(function*() {
+      redacting(Effect.gen(function*() {
         const url = resolveUrl(path, params)
         if (!url.startsWith(`${apiBase}/`)) {
           return yield* Effect.fail(new RequestFailed({ instance, url, attempts: 0, detail: `refusing to follow a URL outside ${apiBase}` }))
@@ -455,7 +481,7 @@ export const makeWith = (
           yield* Effect.logWarning(`GET ${url} failed (${a.detail}); retry ${failures}/${retries} in ${Duration.format(wait)}`)
           yield* Effect.sleep(wait)
         }
-      })
+      }))
 
     /** The next offset page from `x-next-page` (or `Link: rel="next"` when the header is absent). */
     const nextOffsetPage = (url: string, headers: Fetched["headers"], keyset: boolean): string | undefined => {

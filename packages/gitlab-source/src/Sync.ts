@@ -12,7 +12,7 @@
  * - a project's failure never blocks other projects; 401 (or a TLS failure) stops the instance.
  */
 import { Pipeline as CorePipeline, Staging, type SyncRecord, Uuid } from "@mhq-sync/core"
-import { Duration, Effect, Fiber, Option, Schedule, Semaphore, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Option, Schedule, Semaphore, Stream } from "effect"
 import * as Approval from "./Approval.ts"
 import * as Commit from "./Commit.ts"
 import * as Deployment from "./Deployment.ts"
@@ -64,7 +64,16 @@ export interface Options {
   /** How often long project syncs log their progress (default 30 s). */
   readonly progressInterval?: Duration.Input | undefined
   readonly client?: GitlabClient.Options | undefined
+  /** Re-polling of unfinished pipelines/deployments not listed in a run (see `defaultRepoll`). */
+  readonly repoll?: {
+    /** Items per staged unit (default 200). */
+    readonly chunkSize?: number | undefined
+    /** GETs per (project, entity) and run at most, newest items first (default 500). */
+    readonly maxPerRun?: number | undefined
+  } | undefined
 }
+
+export const defaultRepoll = { chunkSize: 200, maxPerRun: 500 }
 
 const mrChildKinds = [Note.kind, Approval.kind, Commit.kind, DiffStat.kind] as const
 type ChildKind = typeof mrChildKinds[number]
@@ -346,6 +355,57 @@ export const run = (
         yield* entity(state, MergeRequest.kind, units)
       })
 
+    // --- unfinished pipelines / deployments ------------------------------------------------------
+    type Polled = { readonly records: ReadonlyArray<SyncRecord.SyncRecord>; readonly quarantine: ReadonlyArray<Staging.QuarantineEntry> }
+    const repollChunk = Math.max(1, options.repoll?.chunkSize ?? defaultRepoll.chunkSize)
+    const repollMax = Math.max(0, options.repoll?.maxPerRun ?? defaultRepoll.maxPerRun)
+    const backfillFromMs = Date.parse(backfillFrom)
+
+    /**
+     * Staged items of `kind` still unfinished (manual/scheduled pipelines, blocked deployments can
+     * stay so for ever) and not listed in this run, polled one GET each. Only items created within
+     * the backfill window are polled, newest first and at most `maxPerRun` per run; older ones stay
+     * as last seen (a change still brings them back through the `updated_after` list). One unit per
+     * `chunkSize` items.
+     */
+    const repollUnfinished = (
+      state: ProjectState,
+      kind: string,
+      statuses: ReadonlyArray<string>,
+      seen: ReadonlySet<string>,
+      poll: (key: string, stagedUpdatedAt: string) => Effect.Effect<Polled, Fatal>
+    ): Stream.Stream<Polled, Fatal | Staging.StagingError> =>
+      Stream.unwrap(Effect.gen(function*() {
+        const open = yield* staging.records({ instance, kind, projectId: state.scope.projectId, where: { field: "status", in: statuses } })
+        // keep only what polling needs, so the staged rows can be dropped
+        const todo: Array<{ readonly key: string; readonly updatedAt: string; readonly createdAt: number }> = []
+        let old = 0
+        for (const r of open) {
+          if (seen.has(r.key)) continue
+          const createdAt = Date.parse(String((r.data as { readonly created_at?: unknown } | null)?.created_at ?? r.updatedAt))
+          if (!(createdAt >= backfillFromMs)) old++
+          else todo.push({ key: r.key, updatedAt: r.updatedAt, createdAt })
+        }
+        const where = `GitLab ${instance} ${state.scope.projectPath}`
+        if (old > 0) {
+          yield* Effect.logInfo(`${where}: ${old} unfinished ${kind}(s) created before the backfill window (${backfillFrom}) are no longer polled; they stay as last seen`)
+        }
+        todo.sort((a, b) => b.createdAt - a.createdAt || (a.key < b.key ? 1 : -1))
+        if (todo.length > repollMax) {
+          yield* Effect.logInfo(`${where}: ${todo.length} unfinished ${kind}(s) to poll; polling the ${repollMax} newest this run`)
+          todo.length = repollMax
+        }
+        const chunks: Array<ReadonlyArray<{ readonly key: string; readonly updatedAt: string }>> = []
+        for (let i = 0; i < todo.length; i += repollChunk) chunks.push(todo.slice(i, i + repollChunk))
+        return Stream.fromIterable(chunks).pipe(
+          Stream.mapEffect((chunk) =>
+            Effect.map(
+              Effect.forEach(chunk, (x) => poll(x.key, x.updatedAt), { concurrency: config.concurrency }),
+              (polled): Polled => ({ records: polled.flatMap((x) => x.records), quarantine: polled.flatMap((x) => x.quarantine) })
+            ))
+        )
+      }))
+
     // --- pipelines ------------------------------------------------------------------------------
     const pipelines = (state: ProjectState) =>
       Effect.gen(function*() {
@@ -379,13 +439,8 @@ export const run = (
             })
           )
         )
-        const repoll = Stream.fromEffect(Effect.gen(function*() {
-          const open = yield* staging.records({ instance, kind: Pipeline.kind, projectId: s.projectId, where: { field: "status", in: Pipeline.unfinishedStatuses } })
-          const todo = open.filter((r) => !seen.has(r.key))
-          const details = yield* Effect.forEach(todo, (r) =>
-            detail(Number(r.key)).pipe(Effect.map((x) => ({ ...x, records: x.records.filter((n) => !Entity.sameInstant(n.updatedAt, r.updatedAt)) }))), { concurrency: config.concurrency })
-          return { records: details.flatMap((x) => x.records), quarantine: details.flatMap((x) => x.quarantine) }
-        }))
+        const repoll = repollUnfinished(state, Pipeline.kind, Pipeline.unfinishedStatuses, seen, (key, stagedAt) =>
+          detail(Number(key)).pipe(Effect.map((x) => ({ ...x, records: x.records.filter((n) => !Entity.sameInstant(n.updatedAt, stagedAt)) }))))
         const units = Stream.concat(listed, repoll).pipe(
           Stream.filter((u) => u.records.length > 0 || u.quarantine.length > 0),
           Stream.concat(Stream.suspend(() => incomplete === 0 ? Stream.make(cursorUnit(state, Pipeline.kind)) : Stream.empty))
@@ -410,25 +465,20 @@ export const run = (
             })
           )
         )
-        const repoll = Stream.fromEffect(Effect.gen(function*() {
-          const open = yield* staging.records({ instance, kind: Deployment.kind, projectId: s.projectId, where: { field: "status", in: Deployment.unfinishedStatuses } })
-          const todo = open.filter((r) => !seen.has(r.key))
-          const fetched = yield* Effect.forEach(todo, (r) =>
-            Deployment.fetch(client, s, Number(r.key)).pipe(
-              Effect.map((d) => ({ records: d.items.map((x) => Deployment.toRecord(s, x)).filter((n) => !Entity.sameInstant(n.updatedAt, r.updatedAt)), quarantine: d.quarantine })),
-              Effect.catch((e): Effect.Effect<{ records: Array<SyncRecord.SyncRecord>; quarantine: ReadonlyArray<Staging.QuarantineEntry> }, Fatal> => {
-                if (isFatal(e)) return Effect.fail(e)
-                if (e._tag === "EntityUnavailable") {
-                  state.warnings.push(`deployment ${r.key}: ${e.message}`)
-                  return Effect.succeed({ records: [], quarantine: [] })
-                }
-                incomplete++
-                state.errors.push(`deployment ${r.key}: ${e.message}`)
+        const repoll = repollUnfinished(state, Deployment.kind, Deployment.unfinishedStatuses, seen, (key, stagedAt) =>
+          Deployment.fetch(client, s, Number(key)).pipe(
+            Effect.map((d) => ({ records: d.items.map((x) => Deployment.toRecord(s, x)).filter((n) => !Entity.sameInstant(n.updatedAt, stagedAt)), quarantine: d.quarantine })),
+            Effect.catch((e): Effect.Effect<Polled, Fatal> => {
+              if (isFatal(e)) return Effect.fail(e)
+              if (e._tag === "EntityUnavailable") {
+                state.warnings.push(`deployment ${key}: ${e.message}`)
                 return Effect.succeed({ records: [], quarantine: [] })
-              })
-            ), { concurrency: config.concurrency })
-          return { records: fetched.flatMap((x) => x.records), quarantine: fetched.flatMap((x) => x.quarantine) }
-        }))
+              }
+              incomplete++
+              state.errors.push(`deployment ${key}: ${e.message}`)
+              return Effect.succeed({ records: [], quarantine: [] })
+            })
+          ))
         const units = Stream.concat(listed, repoll).pipe(
           Stream.filter((u) => u.records.length > 0 || u.quarantine.length > 0),
           Stream.concat(Stream.suspend(() => incomplete === 0 ? Stream.make(cursorUnit(state, Deployment.kind)) : Stream.empty))
@@ -441,6 +491,7 @@ export const run = (
     const syncProject = (project: Project.Project): Effect.Effect<void, Fatal> =>
       Effect.gen(function*() {
         const started = now()
+        const where = `GitLab ${instance} ${project.path_with_namespace}`
         const state: ProjectState = {
           scope: Project.scopeOf(instance, project),
           counter: GitlabClient.newCounter(),
@@ -453,64 +504,91 @@ export const run = (
           available: new Set(),
           probes: new Map()
         }
-        const runId = yield* staging.startRun({ cycleId, instance, projectId: project.id, projectPath: project.path_with_namespace }).pipe(
+
+        /** Set once the run-log row is finished and the report pushed (normally or on interruption). */
+        let recorded = false
+        const record = (runId: Option.Option<number>, status: Status) =>
+          Effect.suspend(() => {
+            recorded = true
+            reports.push({
+              projectId: project.id,
+              projectPath: project.path_with_namespace,
+              status,
+              counts: state.counts,
+              staged: state.staged,
+              warnings: state.warnings,
+              errors: state.errors,
+              requests: state.counter.requests,
+              pages: state.counter.pages,
+              durationMs: now() - started
+            })
+            if (Option.isNone(runId)) return Effect.void
+            const counts = { ...state.counts, requests: state.counter.requests }
+            return staging.finishRun(runId.value, { status, counts, warnings: state.warnings, errors: state.errors }).pipe(
+              Effect.catch((e) => Effect.logError(`run log for ${project.path_with_namespace}: ${e.message}`))
+            )
+          })
+
+        const work = (runId: Option.Option<number>) =>
+          Effect.gen(function*() {
+            const progress = Effect.suspend(() => {
+              const minutes = Math.max(1e-9, (now() - started) / 60_000)
+              return Effect.logInfo(
+                `${where}: ${state.counter.pages} pages, ${state.records} records, ` +
+                  `${state.counter.requests} requests (${Math.round(state.counter.requests / minutes)}/min)`
+              )
+            }).pipe(Effect.delay(progressEvery), Effect.repeat(Schedule.spaced(progressEvery)))
+            const progressFiber = yield* Effect.forkChild(progress)
+
+            const body = Effect.gen(function*() {
+              yield* entity(state, Project.kind, Stream.make({ records: [Project.toRecord(instance, project)] }))
+              const guard = (name: string, eff: Effect.Effect<void, Fatal | Staging.StagingError>) =>
+                Effect.catchTag(eff, "StagingError", (e) => handleEntityError(state, name, e))
+              yield* guard(MergeRequest.kind, mergeRequests(state))
+              yield* guard(Pipeline.kind, pipelines(state))
+              yield* guard(Deployment.kind, deployments(state))
+            }).pipe(Effect.provideService(GitlabClient.RequestCounter, state.counter))
+
+            const exit = yield* Effect.exit(body)
+            yield* Fiber.interrupt(progressFiber)
+            const failedWith = exit._tag === "Failure"
+              ? (fatal?.message ?? "stopped: the instance sync was interrupted")
+              : undefined
+            if (failedWith !== undefined) state.errors.push(failedWith)
+            const status: Status = failedWith !== undefined ? "failed" : state.errors.length > 0 ? "partial" : "ok"
+            yield* Effect.uninterruptible(record(runId, status))
+            yield* Effect.logInfo(
+              `${where}: ${status}; ${state.records} records ` +
+                `(${state.staged.inserted} new, ${state.staged.updated} changed), ${state.counter.requests} requests, ` +
+                `${state.warnings.length} warning(s), ${state.errors.length} error(s)`
+            )
+            for (const w of state.warnings) yield* Effect.logWarning(`${where}: ${w}`)
+            for (const e of state.errors) yield* Effect.logError(`${where}: ${e}`)
+            if (exit._tag === "Failure") yield* Effect.failCause(exit.cause)
+          })
+
+        const startRun = staging.startRun({ cycleId, instance, projectId: project.id, projectPath: project.path_with_namespace }).pipe(
           Effect.map(Option.some),
           Effect.catch((e) => Effect.sync(() => {
             state.errors.push(e.message)
             return Option.none<number>()
           }))
         )
-        const progress = Effect.suspend(() => {
-          const minutes = Math.max(1e-9, (now() - started) / 60_000)
-          return Effect.logInfo(
-            `GitLab ${instance} ${project.path_with_namespace}: ${state.counter.pages} pages, ${state.records} records, ` +
-              `${state.counter.requests} requests (${Math.round(state.counter.requests / minutes)}/min)`
-          )
-        }).pipe(Effect.delay(progressEvery), Effect.repeat(Schedule.spaced(progressEvery)))
-        const progressFiber = yield* Effect.forkChild(progress)
-
-        const body = Effect.gen(function*() {
-          yield* entity(state, Project.kind, Stream.make({ records: [Project.toRecord(instance, project)] }))
-          const guard = (name: string, eff: Effect.Effect<void, Fatal | Staging.StagingError>) =>
-            Effect.catchTag(eff, "StagingError", (e) => handleEntityError(state, name, e))
-          yield* guard(MergeRequest.kind, mergeRequests(state))
-          yield* guard(Pipeline.kind, pipelines(state))
-          yield* guard(Deployment.kind, deployments(state))
-        }).pipe(Effect.provideService(GitlabClient.RequestCounter, state.counter))
-
-        const exit = yield* Effect.exit(body)
-        yield* Fiber.interrupt(progressFiber)
-        const failedWith = exit._tag === "Failure"
-          ? (fatal?.message ?? "stopped: the instance sync was interrupted")
-          : undefined
-        if (failedWith !== undefined) state.errors.push(failedWith)
-        const status: Status = failedWith !== undefined ? "failed" : state.errors.length > 0 ? "partial" : "ok"
-        const counts = { ...state.counts, requests: state.counter.requests }
-        if (Option.isSome(runId)) {
-          yield* staging.finishRun(runId.value, { status, counts, warnings: state.warnings, errors: state.errors }).pipe(
-            Effect.catch((e) => Effect.logError(`run log for ${project.path_with_namespace}: ${e.message}`))
-          )
-        }
-        reports.push({
-          projectId: project.id,
-          projectPath: project.path_with_namespace,
-          status,
-          counts: state.counts,
-          staged: state.staged,
-          warnings: state.warnings,
-          errors: state.errors,
-          requests: state.counter.requests,
-          pages: state.counter.pages,
-          durationMs: now() - started
-        })
-        yield* Effect.logInfo(
-          `GitLab ${instance} ${project.path_with_namespace}: ${status}; ${state.records} records ` +
-            `(${state.staged.inserted} new, ${state.staged.updated} changed), ${state.counter.requests} requests, ` +
-            `${state.warnings.length} warning(s), ${state.errors.length} error(s)`
-        )
-        for (const w of state.warnings) yield* Effect.logWarning(`GitLab ${instance} ${project.path_with_namespace}: ${w}`)
-        for (const e of state.errors) yield* Effect.logError(`GitLab ${instance} ${project.path_with_namespace}: ${e}`)
-        if (exit._tag === "Failure") yield* Effect.failCause(exit.cause)
+        // The run-log row is finished whatever happens once it exists: when this fiber itself is
+        // interrupted (SIGTERM, a sibling project's 401 stopping the instance) `Effect.exit(body)`
+        // never returns, so the row is finished here (uninterruptibly) as failed/"interrupted".
+        return yield* Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(startRun, (runId) =>
+            restore(work(runId)).pipe(Effect.onExit((exit) => {
+              if (recorded) return Effect.void
+              const interrupted = Exit.hasInterrupts(exit)
+              state.errors.push(interrupted ? "interrupted" : "stopped by an unexpected error")
+              return record(runId, "failed").pipe(
+                Effect.andThen(interrupted
+                  ? Effect.logWarning(`${where}: interrupted; run recorded as failed`)
+                  : Effect.logError(`${where}: stopped by an unexpected error; run recorded as failed: ${exit._tag === "Failure" ? Cause.pretty(exit.cause) : ""}`))
+              )
+            }))))
       }).pipe(Effect.tapError((e) => Effect.sync(() => {
         fatal ??= e
       })))
@@ -529,7 +607,7 @@ export const run = (
     }
     const status: Status = errors.length > 0 || reports.some((r) => r.status !== "ok") ? "partial" : "ok"
     return finish(status, requests)
-  }))
+  }).pipe(GitlabClient.withRedaction))
 
 /** Several instances, each with its own token and politeness budget, side by side. */
 export const runAll = (configs: ReadonlyArray<InstanceConfig.InstanceConfig>, options: Options = {}) =>
