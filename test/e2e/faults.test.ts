@@ -5,10 +5,10 @@
  */
 import { ReferenceReceiver, SimGitlab } from "@mhq-sync/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { captured, cleanup, Workspace } from "./support/agent.ts"
+import { captured, cleanup, workspaces, Workspace } from "./support/agent.ts"
 import { ensureBuilt } from "./support/build.ts"
 import { expectedRecords, identityOf } from "./support/expected.ts"
-import { type Canary, findLeaks, plaintextCanaries } from "./support/leaks.ts"
+import { type Canary, databaseSecrets, findLeaks, plaintextCanaries } from "./support/leaks.ts"
 import { describeDifference, difference, received } from "./support/received.ts"
 import { agentEnv, expectationOptions, secretsOf } from "./support/setup.ts"
 
@@ -47,10 +47,10 @@ describe("e2e: faults", () => {
     const agent = ws.spawn(["run"])
     // Several send cycles while MHQ answers 503, then while connections are dropped.
     const sendCycles = () => agent.messages.filter((m) => m.startsWith("send cycle:"))
-    await agent.waitForLine(() => sendCycles().length >= 3, 60_000)
+    await agent.waitUntil(() => sendCycles().length >= 3, 60_000)
     receiver.setReply("drop")
     const dropFrom = sendCycles().length
-    await agent.waitForLine(() => sendCycles().length >= dropFrom + 2, 30_000)
+    await agent.waitUntil(() => sendCycles().length >= dropFrom + 2, 30_000)
     const whileDown = sendCycles()
     expect(receiver.batches.length).toBe(0)
     expect(whileDown.every((m) => /, 0 delivered /.test(m)), whileDown.join("\n")).toBe(true)
@@ -84,12 +84,12 @@ describe("e2e: faults", () => {
       projects: 3,
       mrsPerProject: 10,
       // A storm right at the start (project resolution) …
-      faults: { errorRate: 0.3, storm429: { count: 6, retryAfterSeconds: 2 }, latencyMs: 2 }
+      faults: { errorRate: 0.3, storm429: { count: 3, retryAfterSeconds: 2 }, latencyMs: 2 }
     })
     const ws = new Workspace("storm", agentEnv(gitlab, receiver))
     const agent = ws.spawn(["sync"])
     // … and another one in the middle of the MR fetch.
-    await agent.waitForLine((l) => l.includes("syncing 3 project(s)"), 60_000)
+    await agent.waitForMessage((m) => m.includes("syncing 3 project(s)"), 60_000)
     await sleep(400)
     gitlab.setFaults({ storm429: { count: 5, retryAfterSeconds: 1 } })
     const exit = await agent.wait(120_000)
@@ -100,8 +100,10 @@ describe("e2e: faults", () => {
     // With 30% errors and 5 retries, one request in ~1,400 fails 6 times in a row: the product
     // then leaves that MR for the next run. Allow exactly one more run for that, and say so.
     let runs = 1
+    let secondRun = Infinity
     if (difference(expected, got.versions).missing.length > 0) {
-      expect(agent.output).toMatch(/failed after 6 attempt\(s\)/)
+      expect(agent.output).toMatch(/failed after \d+ attempt\(s\)/)
+      secondRun = Date.now()
       const again = await ws.run(["sync"], { timeoutMs: 120_000 })
       expect(again.exit.code, again.agent.output.slice(-3000)).toBe(0)
       got = received(receiver)
@@ -114,7 +116,7 @@ describe("e2e: faults", () => {
     const log = [...gitlab.stats().log].sort((a, b) => a.at - b.at)
     const limited = log.filter((e) => e.status === 429)
     const errors = log.filter((e) => e.status >= 500)
-    expect(limited.length).toBe(11)
+    expect(limited.length).toBe(3 + 5)
     expect(errors.length).toBeGreaterThan(10)
     // After a 429 with Retry-After N, the next request (other than ones already in flight when
     // the 429 was sent, i.e. arriving within 300 ms) comes N seconds later or more.
@@ -126,9 +128,12 @@ describe("e2e: faults", () => {
       }
     }
     expect(violations).toEqual([])
-    // Polite retries: no URL was tried more than 1 + 5 times for server errors.
+    // Polite retries: within a run, no URL was tried more than 1 + 5 times for server errors.
     const perPath = new Map<string, number>()
-    for (const e of errors) perPath.set(e.path, (perPath.get(e.path) ?? 0) + 1)
+    for (const e of errors) {
+      const key = `${e.at < secondRun ? 1 : 2} ${e.path}`
+      perPath.set(key, (perPath.get(key) ?? 0) + 1)
+    }
     expect(Math.max(...perPath.values())).toBeLessThanOrEqual(6)
   }, 180_000)
 
@@ -187,6 +192,6 @@ describe("e2e: faults", () => {
 
   it("7. no token, secret, private key or record body in any log line of these runs", () => {
     expect(captured.length).toBeGreaterThan(50)
-    expect(findLeaks(captured, canaries)).toEqual([])
+    expect(findLeaks(captured, [...canaries, ...databaseSecrets(workspaces)])).toEqual([])
   })
 })

@@ -5,10 +5,10 @@
  */
 import { ReferenceReceiver, SimGitlab } from "@mhq-sync/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { captured, cleanup, Workspace } from "./support/agent.ts"
+import { captured, cleanup, workspaces, Workspace } from "./support/agent.ts"
 import { ensureBuilt } from "./support/build.ts"
 import { countByKind, expectedRecords, type WireLike } from "./support/expected.ts"
-import { findLeaks, plaintextCanaries } from "./support/leaks.ts"
+import { databaseSecrets, findLeaks, plaintextCanaries } from "./support/leaks.ts"
 import { describeDifference, difference, received } from "./support/received.ts"
 import { agentEnv, expectationOptions, secretsOf } from "./support/setup.ts"
 
@@ -102,7 +102,15 @@ describe("e2e: backfill and incremental", () => {
 
   it("7. no token, secret, private key or record body in any log line of these runs", () => {
     expect(captured.length).toBeGreaterThan(20)
-    const leaks = findLeaks(captured, [...secretsOf(gitlab, receiver), ...plaintextCanaries(gitlab)])
-    expect(leaks).toEqual([])
+    const canaries = [...secretsOf(gitlab, receiver), ...databaseSecrets(workspaces), ...plaintextCanaries(gitlab)]
+    expect(databaseSecrets(workspaces).length).toBe(1)
+    expect(findLeaks(captured, canaries)).toEqual([])
+    // The scan itself finds what it looks for, as is and JSON-escaped.
+    const mr = gitlab.mergeRequests(SimGitlab.projectIdOf(1))[0]!
+    const planted = [
+      { agent: "self-test", stream: "stderr" as const, at: 0, text: JSON.stringify({ message: `request with ${gitlab.token}` }) },
+      { agent: "self-test", stream: "stderr" as const, at: 0, text: JSON.stringify({ message: ["payload", { description: mr.description }] }) }
+    ]
+    expect(findLeaks(planted, canaries).map((l) => l.label)).toEqual(expect.arrayContaining(["GitLab token", `description of ${mr.project_id}!${mr.iid}`]))
   })
 })

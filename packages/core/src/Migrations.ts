@@ -53,7 +53,9 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
       next_attempt_at timestamptz NOT NULL DEFAULT now(),
       delivered_at timestamptz,
       claimed_by text,
-      claimed_until timestamptz)`
+      claimed_until timestamptz,
+      -- the claimer holds a session lock (Staging.registerOwner): the claim ends with its process
+      claim_locked boolean NOT NULL DEFAULT false)`
     yield* sql`CREATE INDEX batches_claimable ON batches (next_attempt_at) WHERE status = 'pending'`
     yield* sql`CREATE INDEX batches_status ON batches (status, created_at)`
     // A batch keeps a snapshot of its records so a replay sends exactly what was sent.

@@ -3,7 +3,7 @@
  * outbox of batches, the run log and the quarantine all live in one Postgres database, so a crash
  * can never advance a cursor past unstaged data, and nothing is sent twice or lost.
  */
-import { Context, Data, Effect, Layer, Option } from "effect"
+import { Context, Data, Effect, Layer, Option, type Scope } from "effect"
 import { SqlClient, type SqlError, type Statement } from "effect/sql"
 import * as Migrations from "./Migrations.ts"
 import * as SyncRecord from "./SyncRecord.ts"
@@ -181,6 +181,12 @@ export interface Service {
   readonly pack: (limits?: BatchLimits) => Effect.Effect<PackResult, StagingError>
   /** Claims due pending batches for `owner` for `leaseSeconds` (SKIP LOCKED: never shared). */
   readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Batch>, StagingError>
+  /**
+   * Holds a session lock for `owner` on a dedicated connection until the scope closes. While it is
+   * held the owner's claims stand; once its process dies the server drops the session and every
+   * claim of that owner is free at once, instead of after its lease.
+   */
+  readonly registerOwner: (owner: string) => Effect.Effect<void, StagingError, Scope.Scope>
   readonly batch: (id: string) => Effect.Effect<Batch, StagingError | BatchNotFound>
   readonly batches: (filter?: { readonly status?: BatchStatus; readonly kind?: string; readonly limit?: number }) => Effect.Effect<ReadonlyArray<Batch>, StagingError>
   /** The records of a batch exactly as they were when it was packed, in batch order. */
@@ -215,6 +221,8 @@ const upsertChunkBytes = 8 * 1024 * 1024
 const packRoundRows = 5000
 // Transaction-scoped advisory lock so two packers never put the same record in two batches.
 const packLockKey = 0x6d6871 // "mhq"
+// First key of the (int4, int4) session locks that mark live batch owners (second: hashtext(owner)).
+const ownerLockSpace = 0x6d6872
 
 type BatchRow = {
   readonly id: string
@@ -625,13 +633,16 @@ export const make = Effect.gen(function*() {
 
   const claim = (options: ClaimOptions) =>
     wrap("claim", sql<BatchRow>`
-      UPDATE batches b SET claimed_by = ${options.owner},
+      UPDATE batches b SET claimed_by = ${options.owner}, claim_locked = ${registered.has(options.owner)},
         claimed_until = now() + ${options.leaseSeconds ?? 300} * interval '1 second',
         attempts = b.attempts + 1, first_attempt_at = coalesce(b.first_attempt_at, now()), updated_at = now()
       FROM (SELECT id FROM batches
             WHERE status = 'pending' AND next_attempt_at <= now()
               AND (${options.dueBefore ?? null}::timestamptz IS NULL OR next_attempt_at <= ${options.dueBefore ?? null}::timestamptz)
-              AND (claimed_until IS NULL OR claimed_until < now())
+              AND (claimed_until IS NULL OR claimed_until < now() OR (claim_locked AND NOT EXISTS (
+                -- the claimer's session lock (registerOwner) is gone: its process died
+                SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2
+                  AND l.classid = ${ownerLockSpace}::oid AND l.objid = (hashtext(claimed_by)::bigint & 4294967295)::oid)))
             ORDER BY next_attempt_at, id LIMIT ${options.limit}
             FOR UPDATE SKIP LOCKED) c
       WHERE b.id = c.id
@@ -640,6 +651,20 @@ export const make = Effect.gen(function*() {
         b.next_attempt_at, b.delivered_at, b.claimed_by`}`).pipe(
       Effect.map((rows) => rows.map(toBatch).sort((a, b) => a.id.localeCompare(b.id)))
     )
+
+  const registered = new Set<string>()
+  const registerOwner = (owner: string) =>
+    Effect.gen(function*() {
+      const conn = yield* sql.reserve
+      yield* conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", [ownerLockSpace, owner], undefined)
+      registered.add(owner)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => registered.delete(owner)).pipe(
+          Effect.andThen(conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", [ownerLockSpace, owner], undefined)),
+          Effect.ignore
+        )
+      )
+    }).pipe(Effect.mapError((cause) => new StagingError({ operation: "registerOwner", cause })))
 
   const batch = (id: string) =>
     Uuid.isUuid(id)
@@ -821,6 +846,7 @@ export const make = Effect.gen(function*() {
   }))
 
   return Staging.of({
+    registerOwner,
     scopes,
     stage,
     records,

@@ -5,7 +5,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Database, Migrations, Staging, type SyncRecord } from "@mhq-sync/core"
 import { TestDatabase } from "@mhq-sync/testkit"
-import { Context, Effect, Exit, Layer, Option, Redacted } from "effect"
+import { Context, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 
 const instance = "https://gitlab.example.com"
@@ -272,4 +272,29 @@ describe("Staging on the server backend", () => {
       assert.strictEqual(new Set(all).size, 200)
       assert.isAbove(results.filter((r) => r.length > 0).length, 1) // they really ran side by side
     })), 120_000)
+
+  it.live("a registered owner's claims end with its session, not after the lease", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { url } = yield* TestDatabase.freshServerDatabase
+      const pool = () => Staging.layer.pipe(Layer.provideMerge(Database.layer({ url: Redacted.make(url), dataDir: "" })))
+      const s2 = Context.get(yield* Layer.build(pool()), Staging.Staging)
+      yield* s2.stage({ records: many(6) })
+      yield* s2.pack({ maxRecords: 2, maxBytes: 1 << 20 })
+
+      // Agent A (its own pool) registers and claims two batches with a long lease, then "dies".
+      const agentA = yield* Scope.make()
+      const s1 = Context.get(yield* Layer.buildWithScope(pool(), agentA), Staging.Staging)
+      yield* s1.registerOwner("agent-a").pipe(Scope.provide(agentA))
+      const held = yield* s1.claim({ owner: "agent-a", limit: 2, leaseSeconds: 3600 })
+      assert.strictEqual(held.length, 2)
+      // While A lives, B only gets what A did not claim.
+      const first = yield* s2.claim({ owner: "agent-b", limit: 10, leaseSeconds: 3600 })
+      assert.deepStrictEqual(first.map((b) => b.id).filter((id) => held.some((h) => h.id === id)), [])
+      assert.strictEqual(first.length, 1)
+      // An unregistered claim (agent-b) keeps its lease: nobody else takes it.
+      assert.deepStrictEqual(yield* s1.claim({ owner: "agent-a", limit: 10 }), [])
+      yield* Scope.close(agentA, Exit.void)
+      const taken = yield* s2.claim({ owner: "agent-b2", limit: 10 })
+      assert.deepStrictEqual(taken.map((b) => b.id).sort(), held.map((b) => b.id).sort())
+    })), 60_000)
 })

@@ -84,6 +84,8 @@ export const make = (options: MakeOptions = {}) =>
     const staging = yield* Staging.Staging
     const webhook = yield* Webhook.Webhook
     const owner = `delivery-${Uuid.v7()}`
+    // Our claims last as long as this process: a successor takes over a crashed sender's batches at once.
+    yield* staging.registerOwner(owner)
     const maxPassMs = Duration.toMillis(Duration.fromInputUnsafe(options.maxPassDuration ?? "10 minutes"))
     const maxAgeMs = Duration.toMillis(settings.maxAge)
 

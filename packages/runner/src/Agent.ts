@@ -149,18 +149,35 @@ const plainHttpWarning = (instance: InstanceConfig.InstanceConfig) =>
  */
 export const fetchCycle = (
   targets: ReadonlyArray<InstanceConfig.InstanceConfig>,
-  options: { readonly wait?: Duration.Input | undefined; readonly cycleId?: string | undefined } = {}
+  options: {
+    readonly wait?: Duration.Input | undefined
+    readonly cycleId?: string | undefined
+    /** The daemon skips a cycle while another agent on the database fetches (its data is as fresh). */
+    readonly skipWhenLocked?: boolean | undefined
+  } = {}
 ): Effect.Effect<ReadonlyArray<Sync.InstanceReport>, Locks.LockTimeout | CommandFailed, Staging.Staging | SqlClient.SqlClient | AgentState> =>
   Effect.gen(function*() {
     const state = yield* AgentState
     const cycleId = options.cycleId ?? Uuid.v7()
     yield* Effect.forEach(targets, plainHttpWarning, { discard: true })
-    const reports = yield* Locks.withLock("fetch", { wait: Option.some(options.wait ?? "6 hours"), poll: "2 seconds" })(
+    const locked = yield* Locks.withLock("fetch", {
+      wait: options.skipWhenLocked ? Option.none() : Option.some(options.wait ?? "6 hours"),
+      poll: "2 seconds"
+    })(
       Effect.gen(function*() {
         yield* Effect.logInfo(`fetch cycle ${cycleId} started for ${targets.length} GitLab instance(s)`)
         return yield* Sync.runAll(targets, { cycleId })
       })
-    ).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(new CommandFailed({ message: `database error while taking the fetch lock: ${e.message}`, exitCode: 1 }))))
+    ).pipe(
+      Effect.map(Option.some),
+      Effect.catchTag("LockTimeout", (e) =>
+        options.skipWhenLocked
+          ? Effect.as(Effect.logInfo("fetch cycle skipped: another mhq-sync on this database is fetching right now"), Option.none())
+          : Effect.fail(e)),
+      Effect.catchTag("SqlError", (e) => Effect.fail(new CommandFailed({ message: `database error while taking the fetch lock: ${e.message}`, exitCode: 1 })))
+    )
+    if (Option.isNone(locked)) return []
+    const reports = locked.value
     let ok = true
     for (const report of reports) {
       for (const p of report.projects) {

@@ -138,7 +138,7 @@ const daemon = Effect.suspend(() =>
       }
       yield* Effect.logInfo(`mhq-sync ${Version.current} running: ${targets.length} GitLab instance(s), fetch every ${Duration.format(config.sync.fetchInterval)}, send every ${Duration.format(config.sync.sendInterval)}, heartbeat every ${Duration.format(config.mhq.heartbeatInterval)}`)
       yield* Agent.schedule(
-        Agent.fetchCycle(targets, { wait: config.sync.fetchInterval }),
+        Agent.fetchCycle(targets, { skipWhenLocked: true }),
         Agent.sendCycle(),
         { fetchInterval: config.sync.fetchInterval, sendInterval: config.sync.sendInterval },
         (next) => Ref.update(state, (s) => ({ ...s, ...(next.fetchAt ? { nextFetchAt: next.fetchAt } : {}), ...(next.sendAt ? { nextSendAt: next.sendAt } : {}) })),

@@ -20,6 +20,8 @@ export interface CapturedLine {
 export const captured: Array<CapturedLine> = []
 
 const live = new Set<Agent>()
+/** Every workspace of this test file (scenario 7 also checks their database passwords). */
+export const workspaces: Array<Workspace> = []
 const dirs: Array<string> = []
 
 export const tempDir = (prefix: string): string => {
@@ -71,6 +73,7 @@ export class Agent {
     const line: CapturedLine = { agent: this.name, stream, at: Date.now(), text }
     this.lines.push(line)
     captured.push(line)
+    this.parse(line)
   }
 
   get stdout(): string {
@@ -81,21 +84,18 @@ export class Agent {
     return this.lines.map((l) => `[${l.stream}] ${l.text}`).join("\n")
   }
 
-  /** JSON log lines (stderr) parsed; other lines skipped. */
-  get logs(): Array<{ readonly message: unknown; readonly logLevel?: string; readonly timestamp?: string; readonly [k: string]: unknown }> {
-    const out = []
-    for (const l of this.lines) {
-      if (l.stream !== "stderr" || !l.text.startsWith("{")) continue
-      try {
-        out.push(JSON.parse(l.text))
-      } catch {}
-    }
-    return out
-  }
-
+  /** JSON log lines (stderr), parsed once as they arrive; other lines skipped. */
+  readonly logs: Array<{ readonly message: unknown; readonly level?: string; readonly timestamp?: string; readonly [k: string]: unknown }> = []
   /** Log messages as text (JSON logs carry the message as a string or an array of parts). */
-  get messages(): Array<string> {
-    return this.logs.map((l) => (Array.isArray(l.message) ? l.message.map(String).join(" ") : String(l.message)))
+  readonly messages: Array<string> = []
+
+  private parse(line: CapturedLine) {
+    if (line.stream !== "stderr" || !line.text.startsWith("{")) return
+    try {
+      const log = JSON.parse(line.text) as { message: unknown }
+      this.logs.push(log)
+      this.messages.push(Array.isArray(log.message) ? log.message.map(String).join(" ") : String(log.message))
+    } catch {}
   }
 
   kill(signal: NodeJS.Signals): void {
@@ -120,13 +120,31 @@ export class Agent {
 
   /** Resolves once a captured line satisfies `predicate`; rejects on exit or timeout. */
   waitForLine(predicate: (line: string) => boolean, timeoutMs: number): Promise<void> {
+    let checked = 0
+    return this.waitUntil(() => {
+      for (; checked < this.lines.length; checked++) if (predicate(this.lines[checked]!.text)) return true
+      return false
+    }, timeoutMs)
+  }
+
+  /** Resolves once a log message satisfies `predicate`; rejects on exit or timeout. */
+  waitForMessage(predicate: (message: string) => boolean, timeoutMs: number): Promise<void> {
+    let checked = 0
+    return this.waitUntil(() => {
+      for (; checked < this.messages.length; checked++) if (predicate(this.messages[checked]!)) return true
+      return false
+    }, timeoutMs)
+  }
+
+  /** Resolves once `condition` holds (polled every 25 ms); rejects on exit or timeout. */
+  waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const deadline = Date.now() + timeoutMs
       const tick = () => {
-        if (this.lines.some((l) => predicate(l.text))) return resolve()
-        if (this.exit !== undefined) return reject(new Error(`${this.name} exited (${JSON.stringify(this.exit)}) before the expected line\n${this.output.slice(-4000)}`))
-        if (Date.now() > deadline) return reject(new Error(`${this.name}: expected line not seen within ${timeoutMs} ms\n${this.output.slice(-4000)}`))
-        setTimeout(tick, 20)
+        if (condition()) return resolve()
+        if (this.exit !== undefined) return reject(new Error(`${this.name} exited (${JSON.stringify(this.exit)}) before the expected condition\n${this.output.slice(-4000)}`))
+        if (Date.now() > deadline) return reject(new Error(`${this.name}: condition not met within ${timeoutMs} ms\n${this.output.slice(-4000)}`))
+        setTimeout(tick, 25)
       }
       tick()
     })
@@ -146,7 +164,14 @@ export class Workspace {
     // The embedded PostgreSQL runs as an unprivileged user when the tests run as root: it must be
     // able to reach ./data (the .env itself stays 0600).
     fs.chmodSync(this.cwd, 0o711)
+    workspaces.push(this)
     fs.writeFileSync(path.join(this.cwd, ".env"), Object.entries(env).map(([k, v]) => `${k}=${dotenvValue(v)}`).join("\n") + "\n", { mode: 0o600 })
+  }
+
+  /** The embedded cluster's password (kept in the data directory), once it exists. */
+  get databasePassword(): string | undefined {
+    const file = path.join(this.cwd, "data", "pg-password")
+    return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : undefined
   }
 
   /** Starts `mhq-sync <args>` in this workspace. */

@@ -25,8 +25,15 @@ const stale = () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/** Built (or found fresh) once per test run: a later rebuild could swap the file under a running agent. */
+const marker = path.join(os.tmpdir(), `mhq-sync-e2e-built-${process.ppid}`)
+
+/** A marker from this run (a stale one, from an earlier run with the same parent pid, is ignored). */
+const marked = () => fs.existsSync(marker) && Date.now() - fs.statSync(marker).mtimeMs < 15 * 60_000
+
 export const ensureBuilt = async (): Promise<void> => {
-  if (!stale()) return
+  if (marked() && fs.existsSync(bin)) return
+  if (!stale()) return void fs.writeFileSync(marker, "")
   const lock = path.join(os.tmpdir(), "mhq-sync-e2e-build.lock")
   const deadline = Date.now() + 60_000
   for (;;) {
@@ -43,9 +50,10 @@ export const ensureBuilt = async (): Promise<void> => {
     }
   }
   try {
-    if (!stale()) return
+    if (marked() || !stale()) return
     const result = spawnSync(process.execPath, [path.join(repo, "scripts/build.mjs")], { cwd: repo, encoding: "utf8" })
     if (result.status !== 0) throw new Error(`build failed: ${result.stderr}`)
+    fs.writeFileSync(marker, "")
   } finally {
     fs.rmSync(lock, { recursive: true, force: true })
   }

@@ -3,7 +3,7 @@
  * searched as is and JSON-escaped (log lines are JSON; a multi-line text appears with \n escapes).
  */
 import type { SimGitlab } from "@mhq-sync/testkit"
-import type { CapturedLine } from "./agent.ts"
+import type { CapturedLine, Workspace } from "./agent.ts"
 
 export interface Canary {
   readonly label: string
@@ -52,3 +52,10 @@ export const findLeaks = (lines: ReadonlyArray<CapturedLine>, canaries: Readonly
   }
   return leaks
 }
+
+/** The embedded databases' passwords of these workspaces (present once a cluster was created). */
+export const databaseSecrets = (list: ReadonlyArray<Workspace>): Array<Canary> =>
+  list.flatMap((w) => {
+    const value = w.databasePassword
+    return value === undefined || value.length < 8 ? [] : [{ label: `database password of ${w.name}`, value }]
+  })
