@@ -4,7 +4,7 @@
  * on loopback unless configured otherwise and serves nothing else.
  */
 import * as http from "node:http"
-import { Context, Data, Effect, type Scope } from "effect"
+import { Data, Effect, type Scope } from "effect"
 import * as Prometheus from "./Prometheus.ts"
 
 export class HealthServerError extends Data.TaggedError("HealthServerError")<{ readonly message: string }> {}
@@ -53,6 +53,3 @@ export const make = <R>(
     const host = listen.host.includes(":") ? `[${listen.host}]` : listen.host
     return { port, url: `http://${host}:${port}` }
   })
-
-/** Marks shutdown so /healthz turns 503 while the agent finishes its work. */
-export class Lifecycle extends Context.Service<Lifecycle, { stopping: boolean }>()("@mhq-sync/runner/Lifecycle") {}
