@@ -32,6 +32,8 @@ export interface FetchResult {
   readonly peakRss: number
   readonly meanRss: number
   readonly lastRss: number
+  /** CPU time of the agent process (user + system), as of its last sample before exit. */
+  readonly cpuMs: number
   readonly staged: ReturnType<typeof stagedFromFetchOutput>
 }
 
@@ -52,6 +54,7 @@ export const fetchOnce = async (sim: Sim, databaseUrl: string, concurrency: numb
       peakRss: agent.sampler.peak(),
       meanRss: agent.sampler.meanRss(),
       lastRss: agent.sampler.lastRss,
+      cpuMs: agent.sampler.cpuMs,
       staged: stagedFromFetchOutput(agent.stdout)
     }
   } finally {

@@ -71,7 +71,7 @@ const backfillRow = (r: BackfillResult): Row => {
     size: sizeOf(r),
     result: `${fmtS(b.wallMs)}, ${fmtInt(b.requests)} req, limit ${fmtS(r.limitMs)}, ratio ${r.ratio.toFixed(2)}, peak RSS ${fmtMb(b.peakRss)}`,
     target: `ratio ≤ 1.3 ${check(r.ratio <= 1.3)}; RSS < 150 MB ${check(b.peakRss < 150 * 1048576)}`,
-    notes: `mean RSS ${fmtMb(b.meanRss)}, ${fmtInt(b.staged.inserted)} records staged, ${b.non200} non-200, exit ${b.exitCode}`
+    notes: `mean RSS ${fmtMb(b.meanRss)}, agent CPU ${(b.cpuMs / b.requests).toFixed(2)} ms/req, ${fmtInt(b.staged.inserted)} records staged, ${b.non200} non-200, exit ${b.exitCode}`
   }
 }
 
@@ -220,6 +220,9 @@ if (!skip.has("coldstart")) {
     }
     log("cold start: mhq-sync run, embedded database (first start, then restart) …")
     const home = tempDir("mhq-bench-embedded-")
+    // mkdtemp makes 0700 dirs; as root the embedded cluster runs as the unprivileged 'postgres'
+    // user, which must reach ./data (what the agent tells an operator to arrange, too).
+    fs.chmodSync(home, 0o755)
     try {
       row(coldRow("embedded, first start", await coldStart(sim, rx, home, undefined), `default MHQ_DATA_DIR (./data in a temp dir): initdb included`))
       row(coldRow("embedded, restart", await coldStart(sim, rx, home, undefined), "same data dir (cluster exists)"))

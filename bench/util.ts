@@ -113,11 +113,29 @@ export const descendants = (pid: number): Array<number> => {
   return out
 }
 
+/** CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat. */
+export const procCpuMs = (pid: number): number | undefined => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // fields 14 and 15 (utime, stime) are at index 11 and 12 after the comm field
+    return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks
+  } catch {
+    return undefined
+  }
+}
+const clockTicks = (() => {
+  const r = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" })
+  return Number(r.stdout?.trim()) || 100
+})()
+
 /** Samples VmRSS/VmHWM of a process every `everyMs` until stopped (the last reading before exit is kept). */
 export class ProcSampler {
   peakRss = 0
   hwm = 0
   lastRss = 0
+  /** CPU ms used, as of the last sample. */
+  cpuMs = 0
   samples = 0
   private rssSum = 0
   private readonly timer: NodeJS.Timeout
@@ -131,6 +149,7 @@ export class ProcSampler {
     this.peakRss = Math.max(this.peakRss, m.rss)
     this.hwm = Math.max(this.hwm, m.hwm)
     this.lastRss = m.rss
+    this.cpuMs = procCpuMs(this.pid) ?? this.cpuMs
     this.rssSum += m.rss
     this.samples++
   }
@@ -299,9 +318,12 @@ export interface AgentProcess {
   readonly waitForLog: (pattern: RegExp) => Promise<string>
 }
 
+/** V8 flags the product is launched with (the container's ENTRYPOINT and `npm start`). */
+export const productNodeFlags = ["--max-old-space-size=128"]
+
 export const spawnAgent = (args: ReadonlyArray<string>, env: Record<string, string>, cwd: string): AgentProcess => {
   const spawnedAt = Date.now()
-  const child = spawn(process.execPath, [dist("mhq-sync.mjs"), ...args], { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, [...productNodeFlags, dist("mhq-sync.mjs"), ...args], { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
   const sampler = new ProcSampler(child.pid!, 50)
   const stdout: Array<string> = []
   const logTail: Array<string> = []

@@ -82,18 +82,22 @@ export const walk = async (o: WalkerOptions): Promise<WalkerResult> => {
       for (const mr of mrs) {
         const iid = mr.iid
         pool.push(async () => {
-          counts.notes += (await api.MergeRequestNotes.all(projectId, iid)).length
+          // (await first: `x += await f()` would read x before the await and lose concurrent updates)
+          const notes = await api.MergeRequestNotes.all(projectId, iid)
+          counts.notes += notes.length
         })
         pool.push(async () => {
           const a = await api.MergeRequestApprovals.showConfiguration(projectId, { mergerequestIId: iid })
           counts.approvals += ((a as { approved_by?: ReadonlyArray<unknown> }).approved_by ?? []).length
         })
         pool.push(async () => {
-          counts.commits += (await api.MergeRequests.allCommits(projectId, iid)).length
+          const commits = await api.MergeRequests.allCommits(projectId, iid)
+          counts.commits += commits.length
         })
         if (o.full) {
           pool.push(async () => {
-            counts.diffs += (await api.MergeRequests.allDiffs(projectId, iid)).length
+            const diffs = await api.MergeRequests.allDiffs(projectId, iid)
+            counts.diffs += diffs.length
           })
         }
       }
@@ -109,7 +113,8 @@ export const walk = async (o: WalkerOptions): Promise<WalkerResult> => {
         }
       })
       pool.push(async () => {
-        counts.deployments += (await api.Deployments.all(projectId)).length
+        const deployments = await api.Deployments.all(projectId)
+        counts.deployments += deployments.length
       })
     }
   }

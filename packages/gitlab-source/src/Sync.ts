@@ -344,7 +344,10 @@ export const run = (
           Stream.buffer({ capacity: 1 }),
           Stream.flatMap((items) => Stream.fromIterable(items)),
           Stream.mapEffect((item) => item._tag === "quarantine" ? Effect.succeed(item.unit) : mrUnit(state, item.mr), {
-            concurrency: config.concurrency * 2
+            concurrency: config.concurrency * 2,
+            // MR units finish in any order (the cursor unit follows them all): a slow MR (many note
+            // pages) must not hold back the others and leave request slots idle.
+            unordered: true
           }),
           Stream.flatMap((u) => {
             if (u === "incomplete") incomplete++
