@@ -32,6 +32,15 @@ export interface Totals extends Staging.StageResult {
 
 export const emptyTotals: Totals = { inserted: 0, updated: 0, unchanged: 0, quarantined: 0, dropped: 0, units: 0 }
 
+export const addTotals = (a: Totals, b: Totals): Totals => ({
+  inserted: a.inserted + b.inserted,
+  updated: a.updated + b.updated,
+  unchanged: a.unchanged + b.unchanged,
+  quarantined: a.quarantined + b.quarantined,
+  dropped: a.dropped + b.dropped,
+  units: a.units + b.units
+})
+
 /** Applies transforms to every record of every unit; counts drops on the unit for reporting. */
 export const transform = (...transforms: ReadonlyArray<Transform>) => {
   const t = compose(...transforms)
@@ -71,14 +80,7 @@ export const stage = <E, R>(
       Stream.groupedWithin(coalesce.units, coalesce.within),
       Stream.runFoldEffect(() => emptyTotals, (acc, group) => {
         const unit = merge(group)
-        return Effect.map(staging.stage(unit), (r) => ({
-          inserted: acc.inserted + r.inserted,
-          updated: acc.updated + r.updated,
-          unchanged: acc.unchanged + r.unchanged,
-          quarantined: acc.quarantined + r.quarantined,
-          dropped: acc.dropped + unit.dropped,
-          units: acc.units + group.length
-        }))
+        return Effect.map(staging.stage(unit), (r) => addTotals(acc, { ...r, dropped: unit.dropped, units: group.length }))
       })
     )
   })

@@ -94,14 +94,6 @@ interface ProjectState {
   readonly probes: Map<ChildKind, Semaphore.Semaphore>
 }
 
-const addTotals = (a: CorePipeline.Totals, b: CorePipeline.Totals): CorePipeline.Totals => ({
-  inserted: a.inserted + b.inserted,
-  updated: a.updated + b.updated,
-  unchanged: a.unchanged + b.unchanged,
-  quarantined: a.quarantined + b.quarantined,
-  dropped: a.dropped + b.dropped,
-  units: a.units + b.units
-})
 
 type Fatal = GitlabClient.TokenRejected | GitlabClient.TlsFailure
 const isFatal = (e: { readonly _tag: string }): e is Fatal => e._tag === "TokenRejected" || e._tag === "TlsFailure"
@@ -184,7 +176,7 @@ export const run = (
           if (q > 0) state.counts["quarantined"] = (state.counts["quarantined"] ?? 0) + q
           state.records += u.records.length
         }))).pipe(Effect.map((totals) => {
-          state.staged = addTotals(state.staged, totals)
+          state.staged = CorePipeline.addTotals(state.staged, totals)
         }), Effect.provideService(Staging.Staging, staging))
 
     /** Runs one entity's units; errors are recorded (fatal ones propagate), staged units stay staged. */
