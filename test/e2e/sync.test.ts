@@ -97,7 +97,10 @@ describe("e2e: backfill and incremental", () => {
     // Incremental: children are fetched for the changed MRs only.
     const stats = gitlab.stats()
     expect(stats.byRoute["GET /projects/:id/merge_requests/:iid/notes"] ?? 0).toBe(5)
-    expect(stats.byRoute["GET /projects/:id/merge_requests/:iid/commits"] ?? 0).toBe(5)
+    // commits and diff stats: one GraphQL request per project with changed MRs, no REST per MR
+    expect(stats.byRoute["POST /graphql"] ?? 0).toBe(new Set(touched.map((t) => t.projectId)).size)
+    expect(stats.byRoute["GET /projects/:id/merge_requests/:iid/commits"] ?? 0).toBe(0)
+    expect(stats.byRoute["GET /projects/:id/merge_requests/:iid/diffs"] ?? 0).toBe(0)
   })
 
   it("7. no token, secret, private key or record body in any log line of these runs", () => {

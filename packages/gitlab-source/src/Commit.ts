@@ -20,6 +20,29 @@ export const Commit = Schema.Struct({
 })
 export type Commit = typeof Commit.Type
 
+/**
+ * A commit as GitLab's GraphQL API gives it (`MergeRequest.commits`): read in batches by
+ * `MergeRequestDetails`, then turned into the REST shape so both paths stage the same record.
+ */
+export const GraphqlCommit = Schema.Struct({
+  sha: Schema.String,
+  authoredDate: Schema.optionalKey(Schema.NullOr(Entity.Time)),
+  committedDate: Entity.Time,
+  authorName: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  authorEmail: Schema.optionalKey(Schema.NullOr(Schema.String))
+})
+export type GraphqlCommit = typeof GraphqlCommit.Type
+
+/** REST's `created_at` of a commit is its committer date: GraphQL has only the latter. */
+export const fromGraphql = (c: GraphqlCommit): Commit => ({
+  id: c.sha,
+  authored_date: c.authoredDate ?? null,
+  committed_date: c.committedDate,
+  created_at: c.committedDate,
+  author_name: c.authorName ?? null,
+  author_email: c.authorEmail ?? null
+})
+
 export const fetchAll = (client: GitlabClient.GitlabClient, scope: Entity.ProjectScope, iid: number) =>
   Entity.collect(client, `/projects/${scope.projectId}/merge_requests/${iid}/commits`, {}, Commit, { scope, kind })
 

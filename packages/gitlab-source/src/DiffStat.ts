@@ -1,7 +1,9 @@
 /**
- * MR diff statistics counted by the agent from the diffs (all pages): additions, deletions, files
- * changed. The diff text itself is never staged, and never kept past the page it came in: pages
- * are folded into counters one by one. One record per MR (key = iid).
+ * MR diff statistics: additions, deletions, files changed. One record per MR (key = iid).
+ * Normally GitLab's own `diffStatsSummary` (GraphQL, counted from git, many MRs per request: see
+ * `MergeRequestDetails`); where that is not available, counted by the agent from the REST diffs
+ * (all pages). The diff text itself is never staged, and never kept past the page it came in:
+ * pages are folded into counters one by one.
  */
 import type { Staging } from "@mhq-sync/core"
 import { Effect, Schema, Stream } from "effect"
@@ -54,6 +56,12 @@ export const add = (acc: Counter, diffs: ReadonlyArray<Diff>): Counter => {
   }
   return acc
 }
+
+/** GraphQL `MergeRequest.diffStatsSummary`: GitLab counts every file from git, none is withheld. */
+export const Summary = Schema.Struct({ additions: Schema.Int, deletions: Schema.Int, fileCount: Schema.Int })
+export type Summary = typeof Summary.Type
+
+export const fromSummary = (s: Summary): Stat => ({ additions: s.additions, deletions: s.deletions, files_changed: s.fileCount, files_without_diff: 0 })
 
 export const count = (diffs: ReadonlyArray<Diff>): Stat => ({ ...add(emptyCounter(), diffs) })
 

@@ -51,9 +51,11 @@ export class RequestFailed extends Data.TaggedError("RequestFailed")<{
   readonly attempts: number
   readonly status?: number | undefined
   readonly detail: string
+  /** Default GET; POST for GraphQL. */
+  readonly method?: string | undefined
 }> {
   override get message() {
-    return `GET ${this.url} failed after ${this.attempts} attempt(s)${this.status === undefined ? "" : ` (last status ${this.status})`}: ${this.detail}`
+    return `${this.method ?? "GET"} ${this.url} failed after ${this.attempts} attempt(s)${this.status === undefined ? "" : ` (last status ${this.status})`}: ${this.detail}`
   }
 }
 
@@ -65,9 +67,10 @@ export class MalformedResponse extends Data.TaggedError("MalformedResponse")<{
   readonly detail: string
   /** The body as received (capped), for the quarantine. */
   readonly raw: string
+  readonly method?: string | undefined
 }> {
   override get message() {
-    return `GET ${this.url} returned malformed JSON after ${this.attempts} attempt(s): ${this.detail}`
+    return `${this.method ?? "GET"} ${this.url} returned malformed JSON after ${this.attempts} attempt(s): ${this.detail}`
   }
 }
 
@@ -129,6 +132,12 @@ export interface GitlabClient {
    * updated during the walk cannot shift past a page boundary unseen), each item emitted once.
    */
   readonly paginate: (path: string, params?: Params) => Stream.Stream<Page, GitlabError>
+  /**
+   * POST a query to the instance's GraphQL endpoint (`/api/graphql`) with the same token,
+   * politeness and retries as `get`. The JSON answer may still carry GraphQL `errors`: those are
+   * the caller's to read (see `Graphql`).
+   */
+  readonly graphql: (query: string, variables: { readonly [key: string]: unknown }) => Effect.Effect<Fetched, GitlabError>
   /** Requests sent so far (every attempt counts). */
   readonly requests: Effect.Effect<number>
 }
@@ -292,7 +301,13 @@ export const authorizedGet = (config: InstanceConfig.InstanceConfig, url: string
     HttpClientRequest.acceptJson
   )
 
-/** A client for one instance over the given undici dispatcher (see `make` for the usual setup). */
+/** The GraphQL POST of `body` (JSON) with the instance's token header. */
+export const authorizedPost = (config: InstanceConfig.InstanceConfig, url: string, body: string): HttpClientRequest.HttpClientRequest =>
+  authorizedGet(config, url).pipe(
+    HttpClientRequest.setMethod("POST"),
+    HttpClientRequest.bodyText(body, "application/json")
+  )
+
 /** Request metrics (rendered by the runner at /metrics): by instance, endpoint template and status. */
 export const metrics = {
   requests: Metric.counter("mhq_gitlab_requests_total", { description: "Requests sent to GitLab by instance, endpoint and status (error = no response)" }),
@@ -304,6 +319,7 @@ export const metrics = {
 export const endpointOf = (url: string, apiBase: string): string =>
   url.slice(apiBase.length).split("?")[0]!.replace(/\/(?:\d+|[^/]*%2F[^/]*)(?=\/|$)/gi, "/:id")
 
+/** A client for one instance over the given undici dispatcher (see `make` for the usual setup). */
 export const makeWith = (
   config: InstanceConfig.InstanceConfig,
   dispatcher: Dispatcher,
@@ -312,6 +328,8 @@ export const makeWith = (
   Effect.gen(function*() {
     const instance = config.url
     const apiBase = `${instance}/api/v4`
+    const graphqlUrl = `${instance}/api/graphql`
+    const endpointLabel = (url: string) => url === graphqlUrl ? "/graphql" : endpointOf(url, apiBase)
     const backoff = options.backoff ?? defaults.backoff
     const retries = options.retries ?? defaults.retries
     const malformedRetries = options.malformedRetries ?? defaults.malformedRetries
@@ -376,7 +394,7 @@ export const makeWith = (
       | { readonly _tag: "fail"; readonly error: GitlabError }
 
     /** One attempt: holds a concurrency permit only while the request is on the wire. */
-    const attempt = (url: string): Effect.Effect<Attempt> =>
+    const attempt = (url: string, request: HttpClientRequest.HttpClientRequest): Effect.Effect<Attempt> =>
       semaphore.withPermit(
         Effect.gen(function*() {
           yield* pace
@@ -385,7 +403,6 @@ export const makeWith = (
           total++
           const counter = yield* RequestCounter
           if (counter) counter.requests++
-          const request = authorizedGet(config, url)
           const outcome = yield* http.execute(request).pipe(
             Effect.flatMap((res) => Effect.map(res.text, (text) => ({ res, text }))),
             Effect.timeout(Duration.millis(timeout)),
@@ -396,7 +413,7 @@ export const makeWith = (
             if ((e as { _tag?: string })._tag === "TimeoutError") {
               return { _tag: "retry", detail: `no complete response within ${Duration.format(config.requestTimeout)}` } as const
             }
-            yield* Metric.update(Metric.withAttributes(metrics.requests, { instance, endpoint: endpointOf(url, apiBase), status: "error" }), 1)
+            yield* Metric.update(Metric.withAttributes(metrics.requests, { instance, endpoint: endpointLabel(url), status: "error" }), 1)
             const { code, message } = rootCause((e as { reason?: { cause?: unknown } }).reason?.cause ?? e)
             if (code !== undefined && (tlsCodes.has(code) || code.startsWith("ERR_TLS") || code.startsWith("ERR_SSL"))) {
               return { _tag: "fail", error: new TlsFailure({ instance, url, code, detail: message }) } as const
@@ -407,7 +424,7 @@ export const makeWith = (
           const headers = res.headers as { readonly [k: string]: string }
           observeBudget(headers)
           const status = res.status
-          yield* Metric.update(Metric.withAttributes(metrics.requests, { instance, endpoint: endpointOf(url, apiBase), status: String(status) }), 1)
+          yield* Metric.update(Metric.withAttributes(metrics.requests, { instance, endpoint: endpointLabel(url), status: String(status) }), 1)
           if (status >= 200 && status < 300) return { _tag: "ok", url, status, headers, text } as const
           if (status === 401) {
             rejected ??= new TokenRejected({ instance, url })
@@ -431,18 +448,27 @@ export const makeWith = (
       )
 
     const get = (path: string, params?: Params): Effect.Effect<Fetched, GitlabError> =>
-      redacting(Effect.gen(function*() {
+      Effect.suspend(() => {
         const url = resolveUrl(path, params)
         if (!url.startsWith(`${apiBase}/`)) {
-          return yield* Effect.fail(new RequestFailed({ instance, url, attempts: 0, detail: `refusing to follow a URL outside ${apiBase}` }))
+          return Effect.fail(new RequestFailed({ instance, url, attempts: 0, detail: `refusing to follow a URL outside ${apiBase}` }))
         }
+        return send("GET", url, authorizedGet(config, url))
+      })
+
+    const graphql = (query: string, variables: { readonly [key: string]: unknown }): Effect.Effect<Fetched, GitlabError> =>
+      Effect.suspend(() => send("POST", graphqlUrl, authorizedPost(config, graphqlUrl, JSON.stringify({ query, variables }))))
+
+    /** One request with the retry policy: 5xx/timeouts/connection errors, 429 waits, malformed JSON. */
+    const send = (method: string, url: string, request: HttpClientRequest.HttpClientRequest): Effect.Effect<Fetched, GitlabError> =>
+      redacting(Effect.gen(function*() {
         let failures = 0
         let parsed: unknown = null
         let malformed = 0
         let limited = 0
         for (let n = 1;; n++) {
           // JSON is parsed after the concurrency permit is released, so the next request can start.
-          const a = yield* Effect.map(attempt(url), (a): Attempt => {
+          const a = yield* Effect.map(attempt(url, request), (a): Attempt => {
             if (a._tag !== "ok") return a
             try {
               parsed = a.text === "" ? null : JSON.parse(a.text)
@@ -453,11 +479,11 @@ export const makeWith = (
           })
           if (a._tag === "ok") return { url: a.url, status: a.status, headers: a.headers, text: a.text, json: parsed }
           if (a._tag === "fail") {
-            return yield* Effect.fail(a.error._tag === "RequestFailed" ? new RequestFailed({ ...a.error, attempts: n }) : a.error)
+            return yield* Effect.fail(a.error._tag === "RequestFailed" ? new RequestFailed({ ...a.error, attempts: n, method }) : a.error)
           }
           if (a.rateLimited) {
             if (++limited > rateLimitedRetries) {
-              return yield* Effect.fail(new RequestFailed({ instance, url, attempts: n, status: 429, detail: `still rate limited after ${limited - 1} waits` }))
+              return yield* Effect.fail(new RequestFailed({ instance, url, attempts: n, status: 429, detail: `still rate limited after ${limited - 1} waits`, method }))
             }
             const wait = a.waitMs ?? Duration.toMillis(Backoff.delay(limited - 1, backoff))
             pauseFor(wait)
@@ -468,17 +494,17 @@ export const makeWith = (
           }
           if (a.malformed !== undefined) {
             if (++malformed > malformedRetries) {
-              return yield* Effect.fail(new MalformedResponse({ instance, url, attempts: n, detail: a.detail, raw: cap(a.malformed, 256 * 1024) }))
+              return yield* Effect.fail(new MalformedResponse({ instance, url, attempts: n, detail: a.detail, raw: cap(a.malformed, 256 * 1024), method }))
             }
             yield* Effect.logWarning(`malformed JSON from ${url} (attempt ${n}): ${a.detail}; retrying`)
             yield* Effect.sleep(Backoff.delay(malformed - 1, backoff))
             continue
           }
           if (++failures > retries) {
-            return yield* Effect.fail(new RequestFailed({ instance, url, attempts: n, status: a.status, detail: a.detail }))
+            return yield* Effect.fail(new RequestFailed({ instance, url, attempts: n, status: a.status, detail: a.detail, method }))
           }
           const wait = Backoff.delay(failures - 1, backoff)
-          yield* Effect.logWarning(`GET ${url} failed (${a.detail}); retry ${failures}/${retries} in ${Duration.format(wait)}`)
+          yield* Effect.logWarning(`${method} ${url} failed (${a.detail}); retry ${failures}/${retries} in ${Duration.format(wait)}`)
           yield* Effect.sleep(wait)
         }
       }))
@@ -561,7 +587,7 @@ export const makeWith = (
         : offsetPaginate(first, keyset)
     }
 
-    return { instance, config, get, paginate, requests: Effect.sync(() => total) } satisfies GitlabClient
+    return { instance, config, get, paginate, graphql, requests: Effect.sync(() => total) } satisfies GitlabClient
   })
 
 /** A client with its own undici dispatcher (closed with the scope); warns when TLS checks are off. */

@@ -80,6 +80,13 @@ export const InstanceConfig = Schema.Struct({
   backfillDays: PositiveInt.pipe(Schema.withDecodingDefaultKey(Effect.succeed(31))),
   cursorOverlap: DurationInput.pipe(Schema.withDecodingDefaultKey(Effect.succeed("10 minutes"))),
   privacy: Privacy.pipe(Schema.withDecodingDefaultKey(Effect.succeed({}))),
+  /**
+   * Read diff stats and commits of many MRs per GraphQL request (`MergeRequestDetails`); false
+   * reads them per MR over REST (about two more requests per changed MR).
+   */
+  graphql: Schema.Boolean.pipe(Schema.withDecodingDefaultKey(Effect.succeed(true))),
+  /** MRs per GraphQL request (GitLab's page size caps it at 100). */
+  graphqlBatchSize: PositiveInt.pipe(Schema.check(Schema.isLessThanOrEqualTo(100)), Schema.withDecodingDefaultKey(Effect.succeed(50))),
   /** Budget for one request including reading its body. */
   requestTimeout: DurationInput.pipe(Schema.withDecodingDefaultKey(Effect.succeed("30 seconds")))
 })

@@ -6,9 +6,11 @@
  * - cursor per (instance, project, entity) = start of the last successful run minus the overlap;
  *   the first run backfills `backfillDays`. A cursor only moves in the unit that completes its
  *   entity, and only when nothing was left behind (failed pages/MRs keep the old cursor).
- * - an MR is (re)fetched with all pages of its notes, approvals, commits and diffs only when its
- *   `updated_at` differs from the staged one, and it is staged in ONE unit (one transaction) with
- *   all its children: a crash never leaves an MR recorded as current with missing children.
+ * - an MR is (re)fetched with all pages of its notes, approvals, commits and diff stats only when
+ *   its `updated_at` differs from the staged one, and it is staged in ONE unit (one transaction)
+ *   with all its children: a crash never leaves an MR recorded as current with missing children.
+ *   Diff stats and commits of the changed MRs of a list page come from one GraphQL request per
+ *   `graphqlBatchSize` MRs (`MergeRequestDetails`); what it cannot give is read over REST per MR.
  * - a project's failure never blocks other projects; 401 (or a TLS failure) stops the instance.
  */
 import { Pipeline as CorePipeline, Staging, type SyncRecord, Uuid } from "@mhq-sync/core"
@@ -21,6 +23,7 @@ import * as Entity from "./Entity.ts"
 import * as GitlabClient from "./GitlabClient.ts"
 import * as InstanceConfig from "./InstanceConfig.ts"
 import * as MergeRequest from "./MergeRequest.ts"
+import * as MergeRequestDetails from "./MergeRequestDetails.ts"
 import * as Note from "./Note.ts"
 import * as Pipeline from "./Pipeline.ts"
 import * as Project from "./Project.ts"
@@ -168,6 +171,9 @@ export const run = (
     yield* Effect.logInfo(`GitLab ${instance}: syncing ${projects.length} project(s)`)
 
     // ------------------------------------------------------------------ per project
+    /** Set (with the reason) once the instance answered that it cannot serve the GraphQL query. */
+    let graphqlOff: string | undefined
+    const batchSize = Math.min(MergeRequestDetails.maxBatch, Math.max(1, config.graphqlBatchSize))
     const stageUnits = (state: ProjectState, units: Stream.Stream<CorePipeline.Unit, GitlabClient.GitlabError | Staging.StagingError>) =>
       CorePipeline.stage(Stream.tap(units, (u) =>
         Effect.sync(() => {
@@ -298,16 +304,29 @@ export const run = (
      * One MR with all its children as one unit; "incomplete" when a child could not be fetched
      * (retried next run), "gone" when the MR was deleted since it was listed.
      */
-    const mrUnit = (state: ProjectState, mr: MergeRequest.MergeRequest): Effect.Effect<CorePipeline.Unit | "incomplete" | "gone", Fatal> =>
+    const mrUnit = (
+      state: ProjectState,
+      mr: MergeRequest.MergeRequest,
+      batch: Effect.Effect<ReadonlyMap<number, MergeRequestDetails.Detail>, Fatal>
+    ): Effect.Effect<CorePipeline.Unit | "incomplete" | "gone", Fatal> =>
       Effect.gen(function*() {
         const s = state.scope
         const at = mr.updated_at
         const gone = yield* Effect.cached(mrGoneCheck(state, mr.iid)) // asked at most once per MR
+        // Commits and diff stats from the page's GraphQL batch when it has them, else over REST.
+        const commits = Effect.flatMap(batch, (b) => {
+          const c = b.get(mr.iid)?.commits
+          return c !== undefined ? Effect.succeed(c) : Commit.fetchAll(client, s, mr.iid)
+        })
+        const stat = Effect.flatMap(batch, (b): Effect.Effect<Entity.Decoded<DiffStat.Stat>, GitlabClient.GitlabError> => {
+          const st = b.get(mr.iid)?.stat
+          return st !== undefined ? Effect.succeed({ items: [st], quarantine: [] }) : DiffStat.fetchStat(client, s, mr.iid)
+        })
         const children = yield* Effect.all([
           fetchChild(state, Note.kind, mr.iid, Note.fetchAll(client, s, mr.iid), (xs) => xs.map((n) => Note.toRecord(s, mr.iid, at, n)), gone),
           fetchChild(state, Approval.kind, mr.iid, Approval.fetch(client, s, mr.iid), (xs) => xs.map((a) => Approval.toRecord(s, mr.iid, at, a)), gone),
-          fetchChild(state, Commit.kind, mr.iid, Commit.fetchAll(client, s, mr.iid), (xs) => xs.map((c) => Commit.toRecord(s, mr.iid, at, config.privacy, c)), gone),
-          fetchChild(state, DiffStat.kind, mr.iid, DiffStat.fetchStat(client, s, mr.iid), (xs) => xs.map((st) => DiffStat.toRecord(s, mr.iid, at, st)), gone)
+          fetchChild(state, Commit.kind, mr.iid, commits, (xs) => xs.map((c) => Commit.toRecord(s, mr.iid, at, config.privacy, c)), gone),
+          fetchChild(state, DiffStat.kind, mr.iid, stat, (xs) => xs.map((st) => DiffStat.toRecord(s, mr.iid, at, st)), gone)
         ], { concurrency: "unbounded" })
         if (children.some((c) => c === "gone")) return "gone"
         if (children.some((c) => c === "incomplete")) return "incomplete"
@@ -318,24 +337,61 @@ export const run = (
         }
       })
 
+    /**
+     * Diff stats and commits of `mrs` in one GraphQL request; an empty map (everything over REST)
+     * when GraphQL is off or failed. The first "unsupported" answer switches GraphQL off for the
+     * rest of this run, with one warning.
+     */
+    const detailsBatch = (state: ProjectState, mrs: ReadonlyArray<MergeRequest.MergeRequest>): Effect.Effect<ReadonlyMap<number, MergeRequestDetails.Detail>, Fatal> =>
+      Effect.suspend(() => {
+        const none: ReadonlyMap<number, MergeRequestDetails.Detail> = new Map()
+        if (graphqlOff !== undefined || (state.unavailable.has(Commit.kind) && state.unavailable.has(DiffStat.kind))) return Effect.succeed(none)
+        return MergeRequestDetails.fetch(client, state.scope, mrs.map((m) => m.iid)).pipe(
+          Effect.catch((e): Effect.Effect<ReadonlyMap<number, MergeRequestDetails.Detail>, Fatal> => {
+            if (isFatal(e)) return Effect.fail(e)
+            if (e._tag === "GraphqlUnsupported") {
+              if (graphqlOff === undefined) {
+                graphqlOff = e.message
+                warnings.push(e.message)
+                return Effect.as(Effect.logWarning(`GitLab ${instance}: ${e.message}`), none)
+              }
+              return Effect.succeed(none)
+            }
+            state.warnings.push(`${e.message}; MRs ${mrs.map((m) => `!${m.iid}`).join(", ")} read over REST instead`)
+            return Effect.succeed(none)
+          })
+        )
+      })
+
     const mergeRequests = (state: ProjectState) =>
       Effect.gen(function*() {
         const since = yield* sinceOf(state, MergeRequest.kind)
         let incomplete = 0
-        type Item = { readonly _tag: "mr"; readonly mr: MergeRequest.MergeRequest } | { readonly _tag: "quarantine"; readonly unit: CorePipeline.Unit }
+        type Batch = Effect.Effect<ReadonlyMap<number, MergeRequestDetails.Detail>, Fatal>
+        type Item =
+          | { readonly _tag: "mr"; readonly mr: MergeRequest.MergeRequest; readonly batch: Batch }
+          | { readonly _tag: "quarantine"; readonly unit: CorePipeline.Unit }
+        const noBatch: Batch = Effect.succeed(new Map())
         const units = MergeRequest.list(client, state.scope.projectId, since).pipe(
-          Stream.mapEffect((page) => {
-            const d = Entity.decodeItems(MergeRequest.MergeRequest, page.items, { scope: state.scope, kind: MergeRequest.kind, origin: page.origin })
-            return Effect.map(changedOf(state, MergeRequest.kind, d.items, MergeRequest.key, (m) => m.updated_at), (changed): ReadonlyArray<Item> => [
-              ...(d.quarantine.length > 0 ? [{ _tag: "quarantine", unit: { records: [], quarantine: d.quarantine } } as const] : []),
-              ...changed.map((mr) => ({ _tag: "mr", mr }) as const)
-            ])
-          }),
+          Stream.mapEffect((page) =>
+            Effect.gen(function*() {
+              const d = Entity.decodeItems(MergeRequest.MergeRequest, page.items, { scope: state.scope, kind: MergeRequest.kind, origin: page.origin })
+              const changed = yield* changedOf(state, MergeRequest.kind, d.items, MergeRequest.key, (m) => m.updated_at)
+              const items: Array<Item> = d.quarantine.length > 0 ? [{ _tag: "quarantine", unit: { records: [], quarantine: d.quarantine } }] : []
+              for (let i = 0; i < changed.length; i += batchSize) {
+                const chunk = changed.slice(i, i + batchSize)
+                // Sent when the chunk's first MR needs it, shared by all of the chunk's MRs.
+                const batch = config.graphql ? yield* Effect.cached(detailsBatch(state, chunk)) : noBatch
+                for (const mr of chunk) items.push({ _tag: "mr", mr, batch })
+              }
+              return items as ReadonlyArray<Item>
+            })
+          ),
           // The next list page is fetched while this one's MRs are, and MRs flow across page
           // boundaries, so the request slots never drain at the end of a page.
           Stream.buffer({ capacity: 1 }),
           Stream.flatMap((items) => Stream.fromIterable(items)),
-          Stream.mapEffect((item) => item._tag === "quarantine" ? Effect.succeed(item.unit) : mrUnit(state, item.mr), {
+          Stream.mapEffect((item) => item._tag === "quarantine" ? Effect.succeed(item.unit) : mrUnit(state, item.mr, item.batch), {
             concurrency: config.concurrency * 2,
             // MR units finish in any order (the cursor unit follows them all): a slow MR (many note
             // pages) must not hold back the others and leave request slots idle.

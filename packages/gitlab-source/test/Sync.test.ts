@@ -3,7 +3,7 @@ import { Staging } from "@mhq-sync/core"
 import { SimGitlab, TestDatabase } from "@mhq-sync/testkit"
 import { Effect, Option } from "effect"
 import { Sync } from "../src/index.ts"
-import { captureLogs, configOf, fast, routeCount } from "./helpers.ts"
+import { captureLogs, configOf, fast, graphqlCount, routeCount } from "./helpers.ts"
 
 const p0 = SimGitlab.projectIdOf(0)
 const p1 = SimGitlab.projectIdOf(1)
@@ -68,7 +68,7 @@ layer(TestDatabase.staging("server"), { timeout: "120 seconds", excludeTestServi
         assert.notProperty(c.data as object, "message")
       }
 
-      // diff stats counted by the agent
+      // diff stats (GitLab's diffStatsSummary, equal to counting the diffs)
       const stat = (yield* recordsOf(i, "diff_stat", p0)).find((r) => r.key === "1")!.data as any
       const diffs = sim.diffs(p0, 1)
       const want = diffs.map((d) => SimGitlab.diffLineCounts(d.diff)).reduce((a, b) => ({ additions: a.additions + b.additions, deletions: a.deletions + b.deletions }), { additions: 0, deletions: 0 })
@@ -116,6 +116,7 @@ layer(TestDatabase.staging("server"), { timeout: "120 seconds", excludeTestServi
       for (const r of [...children, "/projects/:id/pipelines/:pipeline_id", "/projects/:id/deployments/:deployment_id"]) {
         assert.strictEqual(routeCount(sim, r), 0, r)
       }
+      assert.strictEqual(graphqlCount(sim), 0)
       for (const p of report.projects) {
         assert.strictEqual(p.staged.inserted + p.staged.updated, 0)
         assert.strictEqual(p.requests, 3)
@@ -136,7 +137,10 @@ layer(TestDatabase.staging("server"), { timeout: "120 seconds", excludeTestServi
       assert.strictEqual(report.status, "ok")
       const fetched = sim.stats().log.filter((e) => e.route.endsWith("/notes")).map((e) => e.path.split("?")[0]).sort()
       assert.deepStrictEqual(fetched, [`/projects/${p0}/merge_requests/3/notes`, `/projects/${p0}/merge_requests/5/notes`, `/projects/${p1}/merge_requests/2/notes`])
-      for (const r of children) assert.strictEqual(routeCount(sim, r), 3, r)
+      for (const r of children.slice(0, 2)) assert.strictEqual(routeCount(sim, r), 3, r)
+      // commits and diff stats: one GraphQL request per project with changed MRs
+      for (const r of children.slice(2)) assert.strictEqual(routeCount(sim, r), 0, r)
+      assert.strictEqual(graphqlCount(sim), 2)
       const notes = (yield* recordsOf(config.url, "note", p0)).filter((r) => r.key.startsWith("3:"))
       assert.strictEqual(notes.length, sim.notes(p0, 3).length)
       const mr = (yield* recordsOf(config.url, "merge_request", p1)).find((r) => r.key === "2")!

@@ -81,3 +81,44 @@ export const interceptingProxy = (sim: SimGitlab.Handle, intercept: (path: strin
       server.closeAllConnections()
     }))
   )
+
+/**
+ * A proxy in front of the sim that forwards everything and lets `rewrite` change (or replace)
+ * the JSON answers of `POST /api/graphql`: `rewrite` gets the parsed body and returns the
+ * status and body to send. Closed with the scope.
+ */
+export const graphqlProxy = (sim: SimGitlab.Handle, rewrite: (body: any) => { readonly status: number; readonly body: unknown }) =>
+  Effect.acquireRelease(
+    Effect.promise(() =>
+      new Promise<{ readonly url: string; readonly server: http.Server }>((resolve, reject) => {
+        const target = new URL(sim.url)
+        const server = http.createServer((req, res) => {
+          const isGraphql = req.method === "POST" && (req.url ?? "").startsWith("/api/graphql")
+          const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } }, (up) => {
+            if (!isGraphql || up.statusCode !== 200) {
+              res.writeHead(up.statusCode ?? 502, up.headers)
+              return up.pipe(res)
+            }
+            const chunks: Array<Buffer> = []
+            up.on("data", (c: Buffer) => chunks.push(c))
+            up.on("end", () => {
+              const out = rewrite(JSON.parse(Buffer.concat(chunks).toString("utf8")))
+              const body = JSON.stringify(out.body)
+              res.writeHead(out.status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
+              res.end(body)
+            })
+          })
+          upstream.on("error", () => res.destroy())
+          req.pipe(upstream)
+        })
+        server.once("error", reject)
+        server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }))
+      })
+    ),
+    ({ server }) => Effect.promise(() => new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    }))
+  )
+
+export const graphqlCount = (sim: SimGitlab.Handle) => sim.stats().byRoute["POST /graphql"] ?? 0

@@ -78,6 +78,8 @@ export const instances = (config: AppConfig.AppConfig) =>
       ...(g.proxy === undefined ? {} : { proxy: g.proxy }),
       concurrency: g.concurrency,
       requestsPerMinute: g.requestsPerMinute,
+      graphql: g.graphql,
+      graphqlBatchSize: g.graphqlBatchSize,
       backfillDays: config.sync.backfillDays,
       cursorOverlap: Duration.toMillis(config.sync.cursorOverlap),
       privacy: config.sync.privacy

@@ -29,7 +29,9 @@ const InstanceFile = Schema.Struct({
   insecureSkipVerify: opt(Bool),
   proxy: opt(Str),
   concurrency: opt(Num),
-  requestsPerMinute: opt(Num)
+  requestsPerMinute: opt(Num),
+  graphql: opt(Bool),
+  graphqlBatchSize: opt(Num)
 })
 const Privacy = Schema.Literals(["keep", "hash", "drop"])
 export const FileConfig = Schema.Struct({
@@ -90,6 +92,9 @@ export interface GitlabInstance {
   readonly proxy: string | undefined
   readonly concurrency: number
   readonly requestsPerMinute: number
+  /** Diff stats and commits of many MRs per GraphQL request (false: per MR over REST). */
+  readonly graphql: boolean
+  readonly graphqlBatchSize: number
 }
 
 export interface AppConfig {
@@ -167,6 +172,8 @@ const envMap: ReadonlyArray<readonly [string, string, "string" | "number" | "boo
   ["GITLAB_PROXY", "gitlab[0].proxy", "string"],
   ["GITLAB_CONCURRENCY", "gitlab[0].concurrency", "number"],
   ["GITLAB_REQUESTS_PER_MINUTE", "gitlab[0].requestsPerMinute", "number"],
+  ["GITLAB_GRAPHQL", "gitlab[0].graphql", "boolean"],
+  ["GITLAB_GRAPHQL_BATCH_SIZE", "gitlab[0].graphqlBatchSize", "number"],
   ["MHQ_WEBHOOK_URL", "mhq.webhookUrl", "string"],
   ["MHQ_CLIENT_ID", "mhq.clientId", "string"],
   ["MHQ_CLIENT_SECRET", "mhq.clientSecret", "string"],
@@ -419,7 +426,9 @@ export const load = (options: LoadOptions = {}): Effect.Effect<Loaded, ConfigErr
         insecureSkipVerify: g.insecureSkipVerify ?? false,
         proxy: g.proxy,
         concurrency: numberAt(at("concurrency"), g.concurrency, 4, (n) => Number.isInteger(n) && n >= 1 && n <= 32, "an integer from 1 to 32"),
-        requestsPerMinute: numberAt(at("requestsPerMinute"), g.requestsPerMinute, 300, (n) => n >= 1 && n <= 100_000, "1 to 100000 requests per minute")
+        requestsPerMinute: numberAt(at("requestsPerMinute"), g.requestsPerMinute, 300, (n) => n >= 1 && n <= 100_000, "1 to 100000 requests per minute"),
+        graphql: g.graphql ?? true,
+        graphqlBatchSize: numberAt(at("graphqlBatchSize"), g.graphqlBatchSize, 50, (n) => Number.isInteger(n) && n >= 1 && n <= 100, "an integer from 1 to 100 (GitLab's page size)")
       })
     })
 

@@ -3,7 +3,7 @@
  * ✓ or ✗ with the fix; the command exits non-zero when any item fails.
  */
 import { Database, Staging } from "@mhq-sync/core"
-import { GitlabClient, type InstanceConfig, Project } from "@mhq-sync/gitlab-source"
+import { GitlabClient, type InstanceConfig, MergeRequestDetails, Project } from "@mhq-sync/gitlab-source"
 import { Heartbeat, Keys } from "@mhq-sync/mhq-sink"
 import { Effect, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
@@ -91,6 +91,7 @@ const gitlabItems = (config: InstanceConfig.InstanceConfig) =>
       : fail("at least one project accessible", "no project resolved — list repository links (https://host/group/project) or groups the token can read"))
 
     // Each entity endpoint, probed with one small request per project (first 20 projects).
+    let graphqlProbed = !config.graphql
     for (const p of projects.slice(0, 20)) {
       const denied: Array<string> = []
       const probe = (path: string, what: string) =>
@@ -104,6 +105,17 @@ const gitlabItems = (config: InstanceConfig.InstanceConfig) =>
       const first = mrs._tag === "Success" ? (mrs.success.json as ReadonlyArray<{ iid?: number }>)[0] : undefined
       if (first?.iid !== undefined) {
         for (const [path, what] of mrChildren) yield* probe(`/projects/${p.id}/merge_requests/${first.iid}/${path}`, what)
+        if (!graphqlProbed) {
+          // The batched query the sync uses for diff stats and commits, on one real MR.
+          graphqlProbed = true
+          const q = yield* Effect.result(MergeRequestDetails.fetch(client, Project.scopeOf(config.url, p), [first.iid]))
+          items.push(q._tag === "Success" && q.success.get(first.iid)?.stat !== undefined
+            ? pass("GraphQL answers the diff stats and commits query", `one request per ${config.graphqlBatchSize} changed MRs`)
+            : warn(
+              "GraphQL answers the diff stats and commits query",
+              `${q._tag === "Failure" ? errorText(q.failure) : "no diff stats in the answer"} — the sync still works, reading them per MR over REST (about 2 more requests per changed MR); set graphql: false to skip this probe`
+            ))
+        }
       }
       items.push(denied.length === 0
         ? pass(`${p.path_with_namespace}: every entity endpoint permitted`)

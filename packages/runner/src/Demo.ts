@@ -43,7 +43,9 @@ const demoConfig = (gitlab: SimGitlab.Handle, receiver: ReferenceReceiver.Handle
     insecureSkipVerify: false,
     proxy: undefined,
     concurrency: 4,
-    requestsPerMinute: 6000
+    requestsPerMinute: 6000,
+    graphql: true,
+    graphqlBatchSize: 50
   }],
   mhq: {
     webhookUrl: new URL(receiver.url),

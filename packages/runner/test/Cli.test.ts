@@ -156,8 +156,19 @@ describe("mhq-sync CLI", () => {
     expect(r.stdout).toMatch(/✓ webhook reachable and accepts signed requests/)
     expect(r.stdout).toMatch(/✓ database writable \(embedded/)
     expect(r.stdout).toMatch(/✓ 3 project\(s\) accessible/)
+    expect(r.stdout).toMatch(/✓ GraphQL answers the diff stats and commits query \(one request per 50 changed MRs\)/)
     expect(r.code).toBe(0)
-  }, 90_000)
+
+    // An older GitLab whose schema lacks the fields: a warning (the sync falls back), not a failure.
+    gitlab.setGraphql("legacy")
+    try {
+      const old = await cli(["check"], { cwd, env })
+      expect(old.stdout).toMatch(/! GraphQL answers the diff stats and commits query\n\s+→ .*Field 'commits' doesn't exist on type 'MergeRequest'.*per MR over REST/)
+      expect(old.code).toBe(0)
+    } finally {
+      gitlab.setGraphql("enabled")
+    }
+  }, 120_000)
 
   it("check: ✗ with the right fix for a revoked token, an unknown project, a bad key and an unreachable webhook", async () => {
     const badKey = legacySetup({ MHQ_PUBLIC_KEY: "not-base64!" })

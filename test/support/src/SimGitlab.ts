@@ -3,10 +3,12 @@
 import { Effect, type Scope } from "effect"
 import type { GlApprovals, GlCommit, GlDeployment, GlDiff, GlGroup, GlMergeRequest, GlNote, GlPipeline, GlProject } from "./simgitlab/json.ts"
 import { DAY, type Mr, type PipelineStatus, type Project, type ProjectFlags, projectIdOf, World } from "./simgitlab/model.ts"
+import type { GraphqlMode } from "./simgitlab/graphql.ts"
 import { Rng } from "./simgitlab/rng.ts"
 import { type Faults, noFaults, SimServer, type Stats } from "./simgitlab/server.ts"
 
 export type { GlApprovals, GlCommit, GlDeployment, GlDiff, GlGroup, GlMergeRequest, GlNote, GlPipeline, GlProject, GlUser } from "./simgitlab/json.ts"
+export type { GraphqlMode } from "./simgitlab/graphql.ts"
 export type { PipelineStatus, ProjectFlags } from "./simgitlab/model.ts"
 export type { Faults, LogEntry, PathMatcher, RecordKind, Stats, WrongTypeTarget } from "./simgitlab/server.ts"
 export { projectIdOf }
@@ -51,6 +53,10 @@ export interface Options {
   readonly faults?: Partial<Faults>
   /** Request log entries kept (default 10,000; 0 = no log, counters only). */
   readonly logLimit?: number
+  /** GraphQL endpoint (POST `${url}/api/graphql`, route key "POST /graphql"): "enabled" (default);
+   * "disabled" → 404; "legacy" → an old GitLab schema without `MergeRequest.commits` and
+   * `DiffStatsSummary.fileCount`. Changeable at runtime with `setGraphql`. */
+  readonly graphql?: GraphqlMode
 }
 
 export interface GroupInfo {
@@ -81,9 +87,13 @@ export interface Handle {
   readonly stats: () => Stats
   readonly resetStats: () => void
   readonly setFaults: (partial: Partial<Faults>) => void
+  /** Switches the GraphQL endpoint's mode from the next request on. */
+  readonly setGraphql: (mode: GraphqlMode) => void
+  /** `${url}/api/graphql` */
+  readonly graphqlUrl: string
   /** The token answers 401 from now on. */
   readonly revokeToken: () => void
-  /** Route keys served, e.g. "GET /projects/:id/merge_requests/:iid/notes". */
+  /** Route keys served, e.g. "GET /projects/:id/merge_requests/:iid/notes", and "POST /graphql". */
   readonly routes: () => ReadonlyArray<string>
 
   // clock of the simulated instance (mutations are stamped with it)
@@ -156,7 +166,8 @@ export const start = async (options: Options = {}): Promise<Handle> => {
     faults: { ...noFaults, ...options.faults },
     logLimit: options.logLimit ?? 10_000,
     port: options.port ?? 0,
-    tls: options.tls
+    tls: options.tls,
+    graphql: options.graphql ?? "enabled"
   })
   const url = await server.listen()
 
@@ -176,6 +187,8 @@ export const start = async (options: Options = {}): Promise<Handle> => {
     stats: () => server.stats(),
     resetStats: () => server.resetStats(),
     setFaults: (partial) => server.setFaults(partial),
+    setGraphql: (mode) => server.setGraphql(mode),
+    graphqlUrl: `${url}/api/graphql`,
     revokeToken: () => server.revokeToken(),
     routes: () => server.routeKeys(),
 

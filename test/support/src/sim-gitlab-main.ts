@@ -1,5 +1,6 @@
 // Runs the simulated GitLab as its own process (benchmarks keep its memory out of the agent's):
 //   npx tsx test/support/src/sim-gitlab-main.ts --projects 20 --mrs 500 --latency 20 --seed 1 [--port N]
+//     [--graphql enabled|disabled|legacy]
 // Prints one JSON line {"url","token"} on stdout once listening; stops on SIGTERM/SIGINT.
 // Request counters are available at GET <url>/__sim/stats (not counted themselves).
 import { readFileSync } from "node:fs"
@@ -24,7 +25,8 @@ const { values } = parseArgs({
     "relative-root": { type: "string" },
     "log-limit": { type: "string" },
     "tls-key": { type: "string" },
-    "tls-cert": { type: "string" }
+    "tls-cert": { type: "string" },
+    graphql: { type: "string" } // enabled (default) | disabled | legacy
   },
   strict: true
 })
@@ -37,6 +39,12 @@ const num = (v: string | undefined): number | undefined => {
 }
 // Omit absent flags so SimGitlab's defaults apply (exactOptionalPropertyTypes).
 const opt = <K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : { [key]: v } as { [P in K]: V })
+
+const graphqlModes = ["enabled", "disabled", "legacy"] as const
+const graphql = values.graphql
+if (graphql !== undefined && !(graphqlModes as ReadonlyArray<string>).includes(graphql)) {
+  throw new Error(`--graphql must be one of ${graphqlModes.join(", ")}: ${graphql}`)
+}
 
 const rpm = num(values.rpm)
 const handle = await start({
@@ -52,6 +60,7 @@ const handle = await start({
   ...opt("token", values.token),
   ...opt("relativeRoot", values["relative-root"]),
   ...opt("logLimit", num(values["log-limit"]) ?? 0),
+  ...opt("graphql", graphql as (typeof graphqlModes)[number] | undefined),
   ...opt("rateLimit", rpm === undefined ? undefined : { requestsPerMinute: rpm }),
   ...opt(
     "tls",

@@ -445,3 +445,314 @@ describe("SimGitlab (dedicated instances)", () => {
     expect(await exit).toBe(0)
   })
 })
+
+// ---------------------------------------------------------------- GraphQL (POST /api/graphql)
+
+const gql = (sim: SimGitlab.Handle, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = { "PRIVATE-TOKEN": sim.token }) =>
+  fetch(sim.graphqlUrl, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ query, variables }) })
+
+const gqlJson = async <A = any>(sim: SimGitlab.Handle, query: string, variables?: Record<string, unknown>): Promise<{ res: Response; body: A }> => {
+  const res = await gql(sim, query, variables)
+  return { res, body: (await res.json()) as A }
+}
+
+interface GqlPageInfo {
+  readonly hasNextPage: boolean
+  readonly hasPreviousPage: boolean
+  readonly startCursor: string | null
+  readonly endCursor: string | null
+}
+interface GqlCommit {
+  readonly sha: string
+  readonly shortId: string
+  readonly title: string
+  readonly authoredDate: unknown
+  readonly committedDate: unknown
+  readonly authorName: string
+  readonly authorEmail: string
+  readonly committerName: string
+  readonly committerEmail: string
+}
+interface GqlMr {
+  readonly id: string
+  readonly iid: string
+  readonly title: string
+  readonly updatedAt: string
+  readonly commitCount: number | null
+  readonly diffStatsSummary: { additions: number; deletions: number; changes: number; fileCount: number } | null
+  readonly commits: { nodes: Array<GqlCommit>; pageInfo: GqlPageInfo } | null
+}
+
+const BATCH_QUERY = `
+query mrDetails($fullPath: ID!, $iids: [String!], $commits: Int) {
+  project(fullPath: $fullPath) {
+    id
+    fullPath
+    mergeRequests(iids: $iids, first: 100) {
+      count
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        id iid title updatedAt commitCount
+        diffStatsSummary { additions deletions changes fileCount }
+        commits(first: $commits) {
+          pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+          nodes { sha shortId title authoredDate committedDate authorName authorEmail committerName committerEmail }
+        }
+      }
+    }
+  }
+}`
+
+const COMMITS_PAGE = `
+query($fullPath: ID!, $iid: String!, $after: String) {
+  project(fullPath: $fullPath) {
+    mergeRequests(iids: [$iid]) { nodes { commits(first: 2, after: $after) { pageInfo { hasNextPage endCursor } nodes { sha } } } }
+  }
+}`
+
+const restToGql = (c: SimGitlab.GlCommit): GqlCommit => ({
+  sha: c.id,
+  shortId: c.short_id,
+  title: c.title,
+  authoredDate: c.authored_date,
+  committedDate: c.committed_date,
+  authorName: c.author_name,
+  authorEmail: c.author_email,
+  committerName: c["committer_name"] as string,
+  committerEmail: c["committer_email"] as string
+})
+
+describe("SimGitlab GraphQL", () => {
+  let sim: SimGitlab.Handle
+  const path = (projectId: number) => sim.projects().find((p) => p.id === projectId)!.pathWithNamespace
+  beforeAll(async () => {
+    sim = await SimGitlab.start({ seed: 11, now: NOW, projects: 4, mrsPerProject: 30, projectFlags: { [P3]: { repositoryDisabled: true } } })
+  })
+  afterAll(() => sim.stop())
+
+  it("batch query: diff stats and commits equal what REST /diffs and /commits serve", async () => {
+    const iids = [2, 5, 7, 11, 12, 30]
+    const { res, body } = await gqlJson<{ data: { project: { id: string; fullPath: string; mergeRequests: { count: number; pageInfo: GqlPageInfo; nodes: Array<GqlMr> } } } }>(
+      sim,
+      BATCH_QUERY,
+      { fullPath: path(P0), iids: [...iids.map(String), "999", "abc"] }
+    )
+    expect(res.status).toBe(200)
+    expect(body).not.toHaveProperty("errors")
+    const project = body.data.project
+    expect(project.id).toBe(`gid://gitlab/Project/${P0}`)
+    expect(project.fullPath).toBe(path(P0))
+    const conn = project.mergeRequests
+    expect(conn.count).toBe(iids.length)
+    expect(conn.pageInfo.hasNextPage).toBe(false)
+    expect(conn.nodes.map((m) => m.iid)).toEqual([...iids].sort((a, b) => b - a).map(String)) // only existing iids, newest first
+
+    for (const node of conn.nodes) {
+      const mr = (await getJson<SimGitlab.GlMergeRequest>(sim, `/projects/${P0}/merge_requests/${node.iid}`)).body
+      expect(node.id).toBe(`gid://gitlab/MergeRequest/${mr.id}`)
+      expect(node.title).toBe(mr.title)
+      expect(node.updatedAt).toBe(mr.updated_at)
+
+      const diffs = (await getJson<Array<SimGitlab.GlDiff>>(sim, `/projects/${P0}/merge_requests/${node.iid}/diffs?per_page=100`)).body
+      let additions = 0
+      let deletions = 0
+      for (const d of diffs) {
+        for (const line of d.diff.split("\n")) {
+          if (line.startsWith("+")) additions++
+          else if (line.startsWith("-")) deletions++
+        }
+      }
+      expect(node.diffStatsSummary).toEqual({ additions, deletions, changes: additions + deletions, fileCount: diffs.length })
+
+      const commits = (await getJson<Array<SimGitlab.GlCommit>>(sim, `/projects/${P0}/merge_requests/${node.iid}/commits?per_page=100`)).body
+      expect(node.commits!.nodes).toEqual(commits.map(restToGql))
+      expect(node.commitCount).toBe(commits.length)
+      expect(node.commits!.pageInfo.hasNextPage).toBe(false)
+    }
+    expect(conn.nodes.some((m) => m.diffStatsSummary!.changes > 0)).toBe(true)
+    expect(conn.nodes.some((m) => m.commits!.nodes.length > 1)).toBe(true)
+  })
+
+  it("paginates commits with first: 2 and after", async () => {
+    const iid = Array.from({ length: 30 }, (_, i) => i + 1).find((i) => sim.commits(P0, i).length >= 5)!
+    expect(iid).toBeDefined()
+    const shas: Array<string> = []
+    let after: string | null = null
+    let pages = 0
+    for (;;) {
+      const { body } = await gqlJson(sim, COMMITS_PAGE, { fullPath: path(P0), iid: String(iid), after })
+      const conn = body.data.project.mergeRequests.nodes[0].commits as { pageInfo: GqlPageInfo; nodes: Array<{ sha: string }> }
+      pages++
+      expect(conn.nodes.length).toBeLessThanOrEqual(2)
+      shas.push(...conn.nodes.map((c) => c.sha))
+      if (!conn.pageInfo.hasNextPage) break
+      after = conn.pageInfo.endCursor
+      expect(typeof after).toBe("string")
+    }
+    const rest = sim.commits(P0, iid).map((c) => c.id)
+    expect(shas).toEqual(rest)
+    expect(pages).toBe(Math.ceil(rest.length / 2))
+  })
+
+  it("unknown project → null; repository disabled → null diff stats and commits", async () => {
+    const missing = await gqlJson(sim, `{ project(fullPath: "nope/nothing") { id } }`)
+    expect(missing.body).toEqual({ data: { project: null } })
+    const { body } = await gqlJson(sim, BATCH_QUERY, { fullPath: path(P3), iids: ["1"] })
+    const node = body.data.project.mergeRequests.nodes[0] as GqlMr
+    expect(node.iid).toBe("1")
+    expect(node.diffStatsSummary).toBeNull()
+    expect(node.commits).toBeNull()
+    expect((await get(sim, `/projects/${P3}/merge_requests/1/diffs`)).status).toBe(404)
+  })
+
+  it("validation errors use GitLab's wording; parse errors and bad JSON", async () => {
+    const unknown = await gqlJson(sim, `{ project(fullPath: "${path(P0)}") { mergeRequests { nodes { iid xyz } } } }`)
+    expect(unknown.res.status).toBe(200)
+    expect(unknown.body.data).toBeNull()
+    expect(unknown.body.errors).toHaveLength(1)
+    expect(unknown.body.errors[0].message).toBe("Field 'xyz' doesn't exist on type 'MergeRequest'")
+    expect(unknown.body.errors[0].locations).toEqual([{ line: 1, column: expect.any(Number) }])
+
+    const typo = await gqlJson(sim, `{ project(fullPath: "x") { mergeRequests { nodes { diffStatsSummary { files } } } } }`)
+    expect(typo.body.errors[0].message).toBe("Field 'files' doesn't exist on type 'DiffStatsSummary'")
+
+    const syntax = await gqlJson(sim, `{ project(fullPath: "x") {`)
+    expect(syntax.res.status).toBe(200)
+    expect(syntax.body.data).toBeNull()
+    expect(syntax.body.errors[0].message).toMatch(/Syntax Error/)
+
+    const badJson = await fetch(sim.graphqlUrl, { method: "POST", headers: { "PRIVATE-TOKEN": sim.token, "content-type": "application/json" }, body: "{nope" })
+    expect(badJson.status).toBe(400)
+    expect(await badJson.json()).toHaveProperty("error")
+  })
+
+  it("auth like REST: no or wrong token → 401; Bearer works", async () => {
+    const none = await gql(sim, "{ project(fullPath: \"x\") { id } }", undefined, {})
+    expect(none.status).toBe(401)
+    expect(await none.json()).toEqual({ message: "401 Unauthorized" })
+    expect((await gql(sim, "{ project(fullPath: \"x\") { id } }", undefined, { "PRIVATE-TOKEN": "glpat-wrong" })).status).toBe(401)
+    expect((await gql(sim, "{ project(fullPath: \"x\") { id } }", undefined, { Authorization: `Bearer ${sim.token}` })).status).toBe(200)
+  })
+
+  it("counts as route \"POST /graphql\" (path \"/graphql\"); GET is not served", async () => {
+    sim.resetStats()
+    await gql(sim, `{ project(fullPath: "x") { id } }`)
+    await gql(sim, `{ project(fullPath: "x") { id } }`, undefined, {})
+    const getRes = await fetch(sim.graphqlUrl, { headers: { "PRIVATE-TOKEN": sim.token } })
+    expect(getRes.status).toBe(404)
+    const s = sim.stats()
+    expect(s.total).toBe(3)
+    expect(s.byRoute["POST /graphql"]).toBe(2)
+    expect(s.byRoute["GET (unmatched)"]).toBe(1)
+    expect(s.log.slice(0, 2).map((e) => [e.method, e.route, e.path, e.status])).toEqual([
+      ["POST", "POST /graphql", "/graphql", 200],
+      ["POST", "POST /graphql", "/graphql", 401]
+    ])
+    expect(sim.routes()).toContain("POST /graphql")
+  })
+})
+
+describe("SimGitlab GraphQL (dedicated instances)", () => {
+  const fullPath = (sim: SimGitlab.Handle) => sim.projects()[0]!.pathWithNamespace
+
+  it("paginates merge requests: first clamped to 100, cursors continue", async () => {
+    await withSim({ seed: 2, now: NOW, projects: 1, groups: 1, mrsPerProject: 150, bigNotesMr: false }, async (sim) => {
+      const q = `query($p: ID!, $after: String) { project(fullPath: $p) { mergeRequests(first: 1000, after: $after) { count pageInfo { hasNextPage endCursor } nodes { iid } } } }`
+      const one = (await gqlJson(sim, q, { p: fullPath(sim) })).body.data.project.mergeRequests
+      expect(one.count).toBe(150)
+      expect(one.nodes).toHaveLength(100)
+      expect(one.nodes[0].iid).toBe("150")
+      expect(one.pageInfo.hasNextPage).toBe(true)
+      const two = (await gqlJson(sim, q, { p: fullPath(sim), after: one.pageInfo.endCursor })).body.data.project.mergeRequests
+      expect(two.nodes.map((n: { iid: string }) => Number(n.iid))).toEqual(Array.from({ length: 50 }, (_, i) => 50 - i))
+      expect(two.pageInfo.hasNextPage).toBe(false)
+    })
+  })
+
+  it("modes: legacy schema lacks commits/fileCount, disabled → 404; settable at start and at runtime", async () => {
+    await withSim({ seed: 3, now: NOW, projects: 1, mrsPerProject: 5, graphql: "legacy" }, async (sim) => {
+      const legacy = await gqlJson(sim, BATCH_QUERY, { fullPath: fullPath(sim), iids: ["1"] })
+      expect(legacy.res.status).toBe(200)
+      expect(legacy.body.data).toBeNull()
+      const messages = (legacy.body.errors as Array<{ message: string }>).map((e) => e.message)
+      expect(messages).toContain("Field 'commits' doesn't exist on type 'MergeRequest'")
+      expect(messages).toContain("Field 'fileCount' doesn't exist on type 'DiffStatsSummary'")
+      const old = await gqlJson(sim, `query($p: ID!) { project(fullPath: $p) { mergeRequests(iids: ["1"]) { nodes { iid commitCount diffStatsSummary { additions deletions changes } } } } }`, { p: fullPath(sim) })
+      expect(old.body.data.project.mergeRequests.nodes[0].iid).toBe("1")
+
+      sim.setGraphql("disabled")
+      const disabled = await gql(sim, BATCH_QUERY, { fullPath: fullPath(sim) })
+      expect(disabled.status).toBe(404)
+      expect(await disabled.json()).toEqual({ message: "404 Not Found" })
+      expect(sim.stats().log.at(-1)).toMatchObject({ route: "POST /graphql", status: 404 })
+
+      sim.setGraphql("enabled")
+      const enabled = await gqlJson(sim, BATCH_QUERY, { fullPath: fullPath(sim), iids: ["1"] })
+      expect(enabled.body).not.toHaveProperty("errors")
+      expect(enabled.body.data.project.mergeRequests.nodes[0].commits.nodes.length).toBeGreaterThan(0)
+    })
+    await withSim({ now: NOW, projects: 1, mrsPerProject: 1, graphql: "disabled" }, async (sim) => {
+      expect((await gql(sim, `{ project(fullPath: "x") { id } }`)).status).toBe(404)
+    })
+  })
+
+  it("faults: wrongType commit → committedDate 12 (like REST created_at 12); truncateJson and hang by route key or path", async () => {
+    await withSim({ seed: 4, now: NOW, projects: 1, mrsPerProject: 5 }, async (sim) => {
+      const target = sim.commits(P0, 2)[0]!
+      sim.setFaults({ wrongType: [{ projectId: P0, kind: "commit", id: target.id }] })
+      const rest = (await getJson<Array<Record<string, unknown>>>(sim, `/projects/${P0}/merge_requests/2/commits`)).body
+      expect(rest.find((c) => c["id"] === target.id)?.["created_at"]).toBe(12)
+      const { body } = await gqlJson(sim, BATCH_QUERY, { fullPath: fullPath(sim), iids: ["2", "3"] })
+      expect(body).not.toHaveProperty("errors")
+      const nodes = (body.data.project.mergeRequests.nodes as Array<GqlMr>).flatMap((m) => m.commits!.nodes)
+      expect(nodes.filter((c) => c.committedDate === 12).map((c) => c.sha)).toEqual([target.id])
+      expect(nodes.filter((c) => typeof c.committedDate === "string").length).toBe(nodes.length - 1)
+      sim.setFaults({ wrongType: [] })
+
+      sim.setFaults({ truncateJson: ["POST /graphql"] })
+      const cut = await gql(sim, BATCH_QUERY, { fullPath: fullPath(sim), iids: ["2"] })
+      expect(cut.status).toBe(200)
+      await expect(cut.json()).rejects.toThrow()
+      sim.setFaults({ truncateJson: undefined, hang: ["/graphql"] })
+      await expect(
+        fetch(sim.graphqlUrl, { method: "POST", headers: { "PRIVATE-TOKEN": sim.token }, body: JSON.stringify({ query: "{ __typename }" }), signal: AbortSignal.timeout(300) })
+      ).rejects.toThrow()
+      expect(sim.stats().log.at(-1)).toMatchObject({ route: "POST /graphql", status: 0 })
+      sim.setFaults({ hang: undefined, storm429: { count: 1, retryAfterSeconds: 3 } })
+      const limited = await gql(sim, "{ __typename }")
+      expect(limited.status).toBe(429)
+      expect(limited.headers.get("retry-after")).toBe("3")
+      expect((await gql(sim, "{ __typename }")).status).toBe(200)
+    })
+  })
+
+  it("relative root: served under it", async () => {
+    await withSim({ now: NOW, projects: 1, mrsPerProject: 2, relativeRoot: "/gitlab" }, async (sim) => {
+      expect(sim.graphqlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/gitlab\/api\/graphql$/)
+      const { res, body } = await gqlJson(sim, `query($p: ID!) { project(fullPath: $p) { fullPath } }`, { p: fullPath(sim) })
+      expect(res.status).toBe(200)
+      expect(body).toEqual({ data: { project: { fullPath: fullPath(sim) } } })
+    })
+  })
+
+  it("standalone process: --graphql legacy", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "test/support/src/sim-gitlab-main.ts", "--projects", "1", "--mrs", "3", "--graphql", "legacy"], {
+      cwd: join(import.meta.dirname, "../../.."),
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    try {
+      const line = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once("line", resolve))
+      const { url, token } = JSON.parse(line) as { url: string; token: string }
+      const res = await fetch(`${url}/api/graphql`, {
+        method: "POST",
+        headers: { "PRIVATE-TOKEN": token, "content-type": "application/json" },
+        body: JSON.stringify({ query: `{ project(fullPath: "x") { mergeRequests { nodes { commits { nodes { sha } } } } } }` })
+      })
+      expect(((await res.json()) as { errors: Array<{ message: string }> }).errors[0]!.message).toBe("Field 'commits' doesn't exist on type 'MergeRequest'")
+    } finally {
+      const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+      child.kill("SIGTERM")
+      await exit
+    }
+  })
+})

@@ -1,7 +1,9 @@
-// HTTP front of the simulated GitLab: auth, rate limiting, faults, stats, and the route table.
+// HTTP front of the simulated GitLab: auth, rate limiting, faults, stats, and the route table
+// (REST GET routes under /api/v4, plus POST /api/graphql served by ./graphql.ts).
 import * as http from "node:http"
 import * as https from "node:https"
 import type { AddressInfo } from "node:net"
+import { type GraphqlMode, SimGraphql } from "./graphql.ts"
 import { type GlMergeRequest, Json } from "./json.ts"
 import type { DeploymentRec, DeploymentStatus, MrState, PipelineRec, Project, World } from "./model.ts"
 import { Rng } from "./rng.ts"
@@ -9,7 +11,8 @@ import { Rng } from "./rng.ts"
 export type RecordKind = "merge_request" | "note" | "pipeline" | "deployment" | "commit"
 
 /** Paths (API path after `/api/v4`, e.g. "/projects/1001/merge_requests", or a route key such as
- * "GET /projects/:id/merge_requests"), or a predicate over both. */
+ * "GET /projects/:id/merge_requests"), or a predicate over both. The GraphQL endpoint
+ * (POST /api/graphql) has the path "/graphql" and the route key "POST /graphql". */
 export type PathMatcher = ReadonlyArray<string> | ((apiPath: string, route: string) => boolean)
 
 export interface WrongTypeTarget {
@@ -17,7 +20,8 @@ export interface WrongTypeTarget {
   readonly kind: RecordKind
   /** Record id; for merge requests the iid also matches; for commits the sha. */
   readonly id: number | string
-  /** Default: `id` (→ "abc"); for commits `created_at` (→ 12). */
+  /** Default: `id` (→ "abc"); for commits `created_at` (→ 12). Commits also in GraphQL answers: REST
+   * field names map to the GraphQL ones (`created_at`/`committed_date` → `committedDate`, …). */
   readonly field?: string
   readonly value?: unknown
 }
@@ -49,7 +53,7 @@ export interface LogEntry {
   /** Arrival time, epoch ms. */
   readonly at: number
   readonly method: string
-  /** Route key, e.g. "GET /projects/:id/merge_requests"; "GET (unmatched)" for unknown routes. */
+  /** Route key, e.g. "GET /projects/:id/merge_requests" or "POST /graphql"; "GET (unmatched)" for unknown routes. */
   readonly route: string
   /** API path with query, e.g. "/projects/1001/merge_requests?page=2". */
   readonly path: string
@@ -77,7 +81,12 @@ export interface ServerOptions {
   readonly logLimit: number
   readonly port: number
   readonly tls: { readonly key: string | Buffer; readonly cert: string | Buffer } | undefined
+  readonly graphql: GraphqlMode
 }
+
+/** Route key of POST /api/graphql (stats, log, fault matchers); its matcher path is "/graphql". */
+export const GRAPHQL_ROUTE = "POST /graphql"
+const GRAPHQL_MAX_BODY = 1_048_576
 
 interface Ctx {
   readonly params: Readonly<Record<string, string>>
@@ -126,6 +135,22 @@ const time = (v: string | null): number | undefined | "invalid" => {
 const oneOf = <A extends string>(v: string | null, allowed: ReadonlyArray<A>, dflt: A): A | "invalid" =>
   v === null ? dflt : (allowed as ReadonlyArray<string>).includes(v) ? (v as A) : "invalid"
 
+/** The request body as text; undefined when it exceeds `limit` bytes. */
+const readBody = (req: http.IncomingMessage, limit: number): Promise<string | undefined> =>
+  new Promise((resolve) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    let over = false
+    req.on("data", (c: Buffer) => {
+      size += c.length
+      if (size > limit) over = true
+      else chunks.push(c)
+    })
+    req.once("end", () => resolve(over ? undefined : Buffer.concat(chunks).toString("utf8")))
+    req.once("error", () => resolve(undefined))
+    req.once("close", () => resolve(over ? undefined : Buffer.concat(chunks).toString("utf8")))
+  })
+
 class SlidingWindow {
   private readonly times: Array<number> = []
   private head = 0
@@ -165,6 +190,8 @@ export class SimServer {
   private byStatus: Record<string, number> = {}
   private log: Array<LogEntry> = []
   private readonly routes: ReadonlyArray<Route>
+  private readonly gql: SimGraphql
+  private graphqlMode: GraphqlMode
   url = ""
 
   constructor(readonly world: World, readonly opts: ServerOptions) {
@@ -175,6 +202,8 @@ export class SimServer {
     const rl = opts.rateLimit
     this.window = rl ? new SlidingWindow(rl.requestsPerMinute, (rl.periodSeconds ?? 60) * 1000) : undefined
     this.routes = this.routeTable()
+    this.gql = new SimGraphql(world, () => this.json)
+    this.graphqlMode = opts.graphql
   }
 
   // ---------------------------------------------------------------- route table (all GET, under /api/v4)
@@ -203,7 +232,7 @@ export class SimServer {
 
   /** Route keys served, e.g. "GET /projects/:id/merge_requests". */
   routeKeys(): Array<string> {
-    return this.routes.map((r) => `GET ${r.template}`)
+    return [...this.routes.map((r) => `GET ${r.template}`), GRAPHQL_ROUTE]
   }
 
   private match(apiPath: string): { route: Route; params: Record<string, string> } | undefined {
@@ -564,6 +593,14 @@ export class SimServer {
     return this.faults
   }
 
+  setGraphql(mode: GraphqlMode): void {
+    this.graphqlMode = mode
+  }
+
+  currentGraphql(): GraphqlMode {
+    return this.graphqlMode
+  }
+
   revokeToken(): void {
     this.revoked = true
   }
@@ -604,15 +641,18 @@ export class SimServer {
     // Side channel for benchmarks running the sim in its own process; not counted.
     if (path === "/__sim/stats") return this.write(res, 200, JSON.stringify(this.stats()), {})
 
-    const apiPath = path.startsWith("/api/v4/") ? path.slice("/api/v4".length) : undefined
+    const graphql = method === "POST" && path === "/api/graphql"
+    const apiPath = graphql ? "/graphql" : path.startsWith("/api/v4/") ? path.slice("/api/v4".length) : undefined
     const found = apiPath !== undefined && method === "GET" ? this.match(apiPath) : undefined
-    const route = `${method} ${found ? found.route.template : "(unmatched)"}`
+    const route = graphql ? GRAPHQL_ROUTE : `${method} ${found ? found.route.template : "(unmatched)"}`
     const logPath = `${apiPath ?? path}${url.search}`
     const faults = this.faults
     const done = (status: number, retryAfter?: number) =>
       this.record({ at, method, route, path: logPath, status, ...(retryAfter === undefined ? {} : { retryAfter }) })
 
     if (this.matches(faults.hang, apiPath ?? path, route)) return done(0)
+    // Read the whole body before answering (a reply to a half-sent POST would reset the connection).
+    const rawBody = graphql ? await readBody(req, GRAPHQL_MAX_BODY) : ""
     if (faults.latencyMs > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => (this.timers.delete(t), resolve()), faults.latencyMs)
@@ -644,7 +684,7 @@ export class SimServer {
       return this.write(res, 401, JSON.stringify({ message: "401 Unauthorized" }), headers)
     }
     const scopes = this.opts.tokenScopes
-    if (found && found.route.template !== "/personal_access_tokens/self" && !scopes.includes("api") && !scopes.includes("read_api")) {
+    if ((graphql || (found && found.route.template !== "/personal_access_tokens/self")) && !scopes.includes("api") && !scopes.includes("read_api")) {
       done(403)
       const body = { error: "insufficient_scope", error_description: "The request requires higher privileges than provided by the access token.", scope: "api read_api" }
       return this.write(res, 403, JSON.stringify(body), headers)
@@ -658,12 +698,26 @@ export class SimServer {
       return this.write(res, status, html, headers, "text/html; charset=utf-8")
     }
 
-    const reply = found ? found.route.handler({ params: found.params, query: url.searchParams, url }) : NOT_FOUND
+    const reply = graphql ? this.graphqlReply(rawBody, faults) : found ? found.route.handler({ params: found.params, query: url.searchParams, url }) : NOT_FOUND
     this.applyWrongType(reply)
     let body = JSON.stringify(reply.body)
     if (reply.status === 200 && this.matches(faults.truncateJson, apiPath ?? path, route)) body = body.slice(0, Math.floor(body.length / 2))
     done(reply.status)
     this.write(res, reply.status, body, { ...headers, ...reply.headers })
+  }
+
+  /** POST /api/graphql: 200 with `{data}` / `{errors, data: null}`; 400 for a body that is not JSON. */
+  private graphqlReply(rawBody: string | undefined, faults: Faults): Reply {
+    const mode = this.graphqlMode
+    if (mode === "disabled") return NOT_FOUND
+    if (rawBody === undefined) return message(413, "413 Request Entity Too Large")
+    let body: unknown
+    try {
+      body = JSON.parse(rawBody)
+    } catch (e) {
+      return json(400, { error: `Failed to parse the request body: ${e instanceof Error ? e.message : String(e)}` })
+    }
+    return json(200, this.gql.run(mode, body, faults.wrongType))
   }
 
   private tooMany(res: http.ServerResponse, headers: Record<string, string>, retryAfter: number, done: (s: number, r?: number) => void): void {
