@@ -40,5 +40,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 # V8 grows its heap lazily up to a limit derived from the host's memory; the agent's live heap
 # stays under 100 MB, so cap the old space: peak RSS ~140 MB instead of ~200-230 MB for a backfill,
 # at no measurable cost in speed (bench/README.md). npm start and the benchmarks use the same flag.
-ENTRYPOINT ["node", "--max-old-space-size=128", "/app/dist/mhq-sync.mjs"]
+ENTRYPOINT ["node", "--max-old-space-size=128", "--max-semi-space-size=4", "/app/dist/mhq-sync.mjs"]
 CMD ["run"]

@@ -319,7 +319,7 @@ export interface AgentProcess {
 }
 
 /** V8 flags the product is launched with (the container's ENTRYPOINT and `npm start`). */
-export const productNodeFlags = ["--max-old-space-size=128"]
+export const productNodeFlags = (process.env.MHQ_BENCH_NODE_FLAGS ?? "--max-old-space-size=128 --max-semi-space-size=4").split(" ").filter((f) => f !== "")
 
 export const spawnAgent = (args: ReadonlyArray<string>, env: Record<string, string>, cwd: string): AgentProcess => {
   const spawnedAt = Date.now()

@@ -175,6 +175,24 @@ layer(TestDatabase.staging("server"), { timeout: "120 seconds", excludeTestServi
       assert.include(q[0]!.raw, bad.id)
     }))
 
+  it.effect("repository disabled: GraphQL answers null, one REST probe per endpoint says so, both kinds are skipped with one warning each", () =>
+    Effect.gen(function*() {
+      const sim = yield* SimGitlab.make({ projects: 2, mrsPerProject: 7, bigNotesMr: false, projectFlags: { [pid]: { repositoryDisabled: true } } })
+      const config = configOf(sim, { projects: [pid, pid1], graphqlBatchSize: 3 })
+      const report = yield* Sync.run(config, { client: fast })
+      assert.strictEqual(report.status, "ok")
+      const p0 = report.projects.find((p) => p.projectId === pid)!
+      assert.deepStrictEqual(p0.warnings.map((w) => w.split(":")[0]).sort(), ["commit", "diff_stat"])
+      assert.deepStrictEqual(restPaths(sim, commitsRoute).filter((p) => p.includes(`/${pid}/`)).length, 1)
+      assert.deepStrictEqual(restPaths(sim, diffsRoute).filter((p) => p.includes(`/${pid}/`)).length, 1)
+      // p1: 7 MRs by 3 = 3 batches; p0: at most its 3 (batches not yet sent when the probes find out are skipped)
+      assert.isAtLeast(graphqlCount(sim), 1 + 3)
+      assert.isAtMost(graphqlCount(sim), 3 + 3)
+      assert.strictEqual((yield* recordsOf(config.url, "merge_request", pid)).length, 7)
+      assert.strictEqual((yield* recordsOf(config.url, "commit", pid)).length, 0)
+      assert.strictEqual((yield* recordsOf(config.url, "diff_stat", pid1)).length, 7)
+    }))
+
   it.effect("graphql: false never asks GraphQL", () =>
     Effect.gen(function*() {
       const sim = yield* SimGitlab.make({ projects: 1, mrsPerProject: 3, bigNotesMr: false })

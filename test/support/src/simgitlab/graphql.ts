@@ -1,7 +1,9 @@
 // GitLab-like GraphQL endpoint (POST /api/graphql) of the simulated GitLab: a subset of GitLab's real
 // schema (same type, field and argument names), resolved lazily from the world. Field values equal what
 // the REST endpoints serve for the same records, so a client may read either way.
-import { buildSchema, execute, type ExecutionResult, GraphQLError, type GraphQLSchema, parse, validate } from "graphql"
+import { createRequire } from "node:module"
+import type * as Graphql from "graphql"
+import type { ExecutionResult, GraphQLError, GraphQLSchema } from "graphql"
 import { type GlCommit, iso, type Json } from "./json.ts"
 import type { Mr, MrDetail, Project, World } from "./model.ts"
 import type { WrongTypeTarget } from "./server.ts"
@@ -104,12 +106,12 @@ const decodeCursor = (cursor: string): number => {
   } catch {
     // fall through
   }
-  throw new GraphQLError("Please provide a valid cursor")
+  throw new (gql().GraphQLError)("Please provide a valid cursor")
 }
 
 const pageSize = (name: string, v: number | null | undefined): number | undefined => {
   if (v === null || v === undefined) return undefined
-  if (v < 0) throw new GraphQLError(`Argument '${name}' on a connection must be a non-negative integer`)
+  if (v < 0) throw new (gql().GraphQLError)(`Argument '${name}' on a connection must be a non-negative integer`)
   return Math.min(v, GRAPHQL_MAX_PAGE_SIZE)
 }
 
@@ -151,15 +153,23 @@ const commitFieldOf: Readonly<Record<string, string>> = {
   committer_email: "committerEmail"
 }
 
+/**
+ * graphql-js, loaded on the first GraphQL request: the product bundle carries the sim for its demo
+ * command, and a `require` (unlike an import) is evaluated by the bundle only when called, so the
+ * agent's ordinary runs do not pay ~3 MB of RSS for it. Outside the bundle (tests), Node resolves it.
+ */
+let graphqlLib: typeof Graphql | undefined
+const gql = (): typeof Graphql =>
+  (graphqlLib ??= typeof require === "function" ? require("graphql") as typeof Graphql : createRequire(import.meta.url)("graphql") as typeof Graphql)
+
 export class SimGraphql {
-  private readonly schemas: Readonly<Record<"enabled" | "legacy", GraphQLSchema>>
+  private schemas: Readonly<Record<"enabled" | "legacy", GraphQLSchema>> | undefined
 
   /** `json` is a getter: the server rebuilds its Json once the base URL is known. */
-  constructor(readonly world: World, readonly json: () => Json) {
-    this.schemas = { enabled: buildSchema(sdl(false)), legacy: buildSchema(sdl(true)) }
-  }
+  constructor(readonly world: World, readonly json: () => Json) {}
 
   schema(mode: "enabled" | "legacy"): GraphQLSchema {
+    this.schemas ??= { enabled: gql().buildSchema(sdl(false)), legacy: gql().buildSchema(sdl(true)) }
     return this.schemas[mode]
   }
 
@@ -181,12 +191,13 @@ export class SimGraphql {
     if (variables !== undefined && variables !== null && (typeof variables !== "object" || Array.isArray(variables))) {
       return { errors: [{ message: "Variables must be an object" }], data: null }
     }
-    const schema = this.schemas[mode]
+    const schema = this.schema(mode)
+    const { execute, parse, validate } = gql()
     let document
     try {
       document = parse(b.query)
     } catch (e) {
-      if (e instanceof GraphQLError) return { errors: [gitlabError(e)], data: null }
+      if (e instanceof gql().GraphQLError) return { errors: [gitlabError(e)], data: null }
       throw e
     }
     const invalid = validate(schema, document)
