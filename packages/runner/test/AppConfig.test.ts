@@ -115,6 +115,20 @@ describe("AppConfig", () => {
       assert.match(error.message, /^invalid configuration \(8 problems\):\n  gitlab\[0\]\.url: /)
     }))
 
+  it.effect("GraphQL settings: on with batches of 50 by default; GITLAB_GRAPHQL turns it off; the batch size is checked", () =>
+    Effect.gen(function*() {
+      const cwd = dir({ "mhq-sync.json": JSON.stringify({ gitlab: [{ url: "https://a.example", token: "t", projects: ["a/b"] }] }) })
+      const on = yield* AppConfig.load({ cwd, env: {} })
+      assert.strictEqual(on.config.gitlab[0]!.graphql, true)
+      assert.strictEqual(on.config.gitlab[0]!.graphqlBatchSize, 50)
+      const off = yield* AppConfig.load({ cwd, env: { GITLAB_GRAPHQL: "false", GITLAB_GRAPHQL_BATCH_SIZE: "20" } })
+      assert.strictEqual(off.config.gitlab[0]!.graphql, false)
+      assert.strictEqual(off.config.gitlab[0]!.graphqlBatchSize, 20)
+      assert.strictEqual(off.sources.get("gitlab[0].graphql"), "env GITLAB_GRAPHQL")
+      const error = yield* Effect.flip(AppConfig.load({ cwd, env: { GITLAB_GRAPHQL_BATCH_SIZE: "500" } }))
+      assert.match(error.message, /gitlab\[0\]\.graphqlBatchSize: 500 is out of range — an integer from 1 to 100/)
+    }))
+
   it.effect("type errors and unknown keys (typos) name their paths; env-sourced ones name the variable", () =>
     Effect.gen(function*() {
       const cwd = dir({ "mhq-sync.json": JSON.stringify({ gitlab: [{ url: "https://a", tokne: "x", concurrency: "four" }], syncc: {} }) })
