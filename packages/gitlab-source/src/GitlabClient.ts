@@ -135,7 +135,7 @@ export interface GitlabClient {
   /**
    * POST a query to the instance's GraphQL endpoint (`/api/graphql`) with the same token,
    * politeness and retries as `get`. The JSON answer may still carry GraphQL `errors`: those are
-   * the caller's to read (see `Graphql`).
+   * the caller's to read (see `MergeRequestDetails`).
    */
   readonly graphql: (query: string, variables: { readonly [key: string]: unknown }) => Effect.Effect<Fetched, GitlabError>
   /** Requests sent so far (every attempt counts). */

@@ -9,7 +9,6 @@
  * GitLab whose schema lacks these fields (or has GraphQL switched off) answers with
  * `GraphqlUnsupported`, and the caller reads over REST for the rest of the run.
  */
-import type { Staging } from "@mhq-sync/core"
 import { Data, Effect, Result, Schema } from "effect"
 import * as Commit from "./Commit.ts"
 import * as DiffStat from "./DiffStat.ts"
@@ -138,7 +137,7 @@ const details = (scope: Entity.ProjectScope, nodes: ReadonlyArray<unknown>, orig
     let decodedCommits: Entity.Decoded<Commit.Commit> | undefined
     if (commits != null && commits.nodes !== null && !commits.pageInfo.hasNextPage) {
       const d = Entity.decodeItems(Commit.GraphqlCommit, commits.nodes, { scope, kind: Commit.kind, origin: `${origin} MR !${iid} commits` })
-      decodedCommits = { items: d.items.map(Commit.fromGraphql), quarantine: d.quarantine as ReadonlyArray<Staging.QuarantineEntry> }
+      decodedCommits = { items: d.items.map(Commit.fromGraphql), quarantine: d.quarantine }
     }
     out.set(iid, {
       stat: summary !== undefined && Result.isSuccess(summary) ? DiffStat.fromSummary(summary.success) : undefined,

@@ -173,7 +173,6 @@ export const run = (
     // ------------------------------------------------------------------ per project
     /** Set (with the reason) once the instance answered that it cannot serve the GraphQL query. */
     let graphqlOff: string | undefined
-    const batchSize = Math.min(MergeRequestDetails.maxBatch, Math.max(1, config.graphqlBatchSize))
     const stageUnits = (state: ProjectState, units: Stream.Stream<CorePipeline.Unit, GitlabClient.GitlabError | Staging.StagingError>) =>
       CorePipeline.stage(Stream.tap(units, (u) =>
         Effect.sync(() => {
@@ -339,13 +338,15 @@ export const run = (
 
     /**
      * Diff stats and commits of `mrs` in one GraphQL request; an empty map (everything over REST)
-     * when GraphQL is off or failed. The first "unsupported" answer switches GraphQL off for the
+     * when GraphQL is switched off, unsupported or failed. The first "unsupported" answer switches GraphQL off for the
      * rest of this run, with one warning.
      */
     const detailsBatch = (state: ProjectState, mrs: ReadonlyArray<MergeRequest.MergeRequest>): Effect.Effect<ReadonlyMap<number, MergeRequestDetails.Detail>, Fatal> =>
       Effect.suspend(() => {
         const none: ReadonlyMap<number, MergeRequestDetails.Detail> = new Map()
-        if (graphqlOff !== undefined || (state.unavailable.has(Commit.kind) && state.unavailable.has(DiffStat.kind))) return Effect.succeed(none)
+        if (!config.graphql || graphqlOff !== undefined || (state.unavailable.has(Commit.kind) && state.unavailable.has(DiffStat.kind))) {
+          return Effect.succeed(none)
+        }
         return MergeRequestDetails.fetch(client, state.scope, mrs.map((m) => m.iid)).pipe(
           Effect.catch((e): Effect.Effect<ReadonlyMap<number, MergeRequestDetails.Detail>, Fatal> => {
             if (isFatal(e)) return Effect.fail(e)
@@ -371,17 +372,16 @@ export const run = (
         type Item =
           | { readonly _tag: "mr"; readonly mr: MergeRequest.MergeRequest; readonly batch: Batch }
           | { readonly _tag: "quarantine"; readonly unit: CorePipeline.Unit }
-        const noBatch: Batch = Effect.succeed(new Map())
         const units = MergeRequest.list(client, state.scope.projectId, since).pipe(
           Stream.mapEffect((page) =>
             Effect.gen(function*() {
               const d = Entity.decodeItems(MergeRequest.MergeRequest, page.items, { scope: state.scope, kind: MergeRequest.kind, origin: page.origin })
               const changed = yield* changedOf(state, MergeRequest.kind, d.items, MergeRequest.key, (m) => m.updated_at)
               const items: Array<Item> = d.quarantine.length > 0 ? [{ _tag: "quarantine", unit: { records: [], quarantine: d.quarantine } }] : []
-              for (let i = 0; i < changed.length; i += batchSize) {
-                const chunk = changed.slice(i, i + batchSize)
+              for (let i = 0; i < changed.length; i += config.graphqlBatchSize) {
+                const chunk = changed.slice(i, i + config.graphqlBatchSize)
                 // Sent when the chunk's first MR needs it, shared by all of the chunk's MRs.
-                const batch = config.graphql ? yield* Effect.cached(detailsBatch(state, chunk)) : noBatch
+                const batch = yield* Effect.cached(detailsBatch(state, chunk))
                 for (const mr of chunk) items.push({ _tag: "mr", mr, batch })
               }
               return items as ReadonlyArray<Item>

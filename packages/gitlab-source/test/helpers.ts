@@ -40,13 +40,21 @@ export const selfSigned = Effect.acquireRelease(
 
 export const routeCount = (sim: SimGitlab.Handle, route: string) => sim.stats().byRoute[`GET ${route}`] ?? 0
 
-/**
- * A pass-through HTTP proxy in front of the sim that answers chosen API paths itself (the sim can
- * only fail whole routes or projects, not one MR's endpoint). `intercept` sees the path without
- * query and returns a status to answer with, or undefined to forward. Link headers are rewritten
- * to the proxy's origin. Closed with the scope.
- */
-export const interceptingProxy = (sim: SimGitlab.Handle, intercept: (path: string) => number | undefined) =>
+interface ProxyHooks {
+  /** Answers a path (without query) with this status instead of forwarding it. */
+  readonly intercept?: ((path: string) => number | undefined) | undefined
+  /** Replaces the 200 JSON answers of `POST /api/graphql`: gets the parsed body, returns what to send. */
+  readonly rewriteGraphql?: ((body: any) => { readonly status: number; readonly body: unknown }) | undefined
+}
+
+const writeJson = (res: http.ServerResponse, status: number, body: unknown) => {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** A pass-through HTTP proxy in front of the sim (Link headers rewritten to its origin), with hooks. Closed with the scope. */
+const simProxy = (sim: SimGitlab.Handle, hooks: ProxyHooks) =>
   Effect.acquireRelease(
     Effect.promise(() =>
       new Promise<{ readonly url: string; readonly server: http.Server }>((resolve, reject) => {
@@ -54,13 +62,19 @@ export const interceptingProxy = (sim: SimGitlab.Handle, intercept: (path: strin
         let origin = ""
         const server = http.createServer((req, res) => {
           const path = (req.url ?? "/").split("?")[0]!
-          const status = intercept(path)
-          if (status !== undefined) {
-            const body = JSON.stringify({ message: status === 404 ? "404 Not found" : "403 Forbidden" })
-            res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
-            return res.end(body)
-          }
+          const status = hooks.intercept?.(path)
+          if (status !== undefined) return writeJson(res, status, { message: status === 404 ? "404 Not found" : "403 Forbidden" })
+          const rewrite = req.method === "POST" && path === "/api/graphql" ? hooks.rewriteGraphql : undefined
           const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } }, (up) => {
+            if (rewrite !== undefined && up.statusCode === 200) {
+              const chunks: Array<Buffer> = []
+              up.on("data", (c: Buffer) => chunks.push(c))
+              up.on("end", () => {
+                const out = rewrite(JSON.parse(Buffer.concat(chunks).toString("utf8")))
+                writeJson(res, out.status, out.body)
+              })
+              return
+            }
             const headers = { ...up.headers }
             if (typeof headers.link === "string") headers.link = headers.link.split(target.origin).join(origin)
             res.writeHead(up.statusCode ?? 502, headers)
@@ -83,42 +97,14 @@ export const interceptingProxy = (sim: SimGitlab.Handle, intercept: (path: strin
   )
 
 /**
- * A proxy in front of the sim that forwards everything and lets `rewrite` change (or replace)
- * the JSON answers of `POST /api/graphql`: `rewrite` gets the parsed body and returns the
- * status and body to send. Closed with the scope.
+ * A proxy that answers chosen API paths itself (the sim can only fail whole routes or projects,
+ * not one MR's endpoint). `intercept` sees the path without query and returns a status to answer
+ * with, or undefined to forward.
  */
+export const interceptingProxy = (sim: SimGitlab.Handle, intercept: (path: string) => number | undefined) => simProxy(sim, { intercept })
+
+/** A proxy that lets `rewrite` change (or replace) the JSON answers of `POST /api/graphql`. */
 export const graphqlProxy = (sim: SimGitlab.Handle, rewrite: (body: any) => { readonly status: number; readonly body: unknown }) =>
-  Effect.acquireRelease(
-    Effect.promise(() =>
-      new Promise<{ readonly url: string; readonly server: http.Server }>((resolve, reject) => {
-        const target = new URL(sim.url)
-        const server = http.createServer((req, res) => {
-          const isGraphql = req.method === "POST" && (req.url ?? "").startsWith("/api/graphql")
-          const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } }, (up) => {
-            if (!isGraphql || up.statusCode !== 200) {
-              res.writeHead(up.statusCode ?? 502, up.headers)
-              return up.pipe(res)
-            }
-            const chunks: Array<Buffer> = []
-            up.on("data", (c: Buffer) => chunks.push(c))
-            up.on("end", () => {
-              const out = rewrite(JSON.parse(Buffer.concat(chunks).toString("utf8")))
-              const body = JSON.stringify(out.body)
-              res.writeHead(out.status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
-              res.end(body)
-            })
-          })
-          upstream.on("error", () => res.destroy())
-          req.pipe(upstream)
-        })
-        server.once("error", reject)
-        server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }))
-      })
-    ),
-    ({ server }) => Effect.promise(() => new Promise<void>((resolve) => {
-      server.close(() => resolve())
-      server.closeAllConnections()
-    }))
-  )
+  simProxy(sim, { rewriteGraphql: rewrite })
 
 export const graphqlCount = (sim: SimGitlab.Handle) => sim.stats().byRoute["POST /graphql"] ?? 0

@@ -12,7 +12,7 @@
  * - times normalised to UTC `toISOString()`; absent optional fields become null.
  */
 import { createHash } from "node:crypto"
-import type { SimGitlab } from "@mhq-sync/testkit"
+import { SimGitlab } from "@mhq-sync/testkit"
 
 export interface WireLike {
   readonly kind: string
@@ -40,17 +40,6 @@ const privacy = (mode: Privacy, value: string | null | undefined): string | null
   if (mode === "keep") return value
   if (mode === "drop") return null
   return `sha256:${createHash("sha256").update(value.trim().toLowerCase()).digest("hex")}`
-}
-
-/** +/- lines of the hunks (no file headers in GitLab's diffs; `+++`/`---` excluded all the same). */
-const diffCounts = (diff: string) => {
-  let additions = 0
-  let deletions = 0
-  for (const line of diff.split("\n")) {
-    if (line.startsWith("+") && !line.startsWith("+++ ")) additions++
-    else if (line.startsWith("-") && !line.startsWith("--- ")) deletions++
-  }
-  return { additions, deletions }
 }
 
 type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [k: string]: Json }
@@ -177,7 +166,7 @@ export const expectedRecords = (gitlab: SimGitlab.Handle, options: Options, excl
         let additions = 0
         let deletions = 0
         for (const d of diffs) {
-          const c = diffCounts(d.diff)
+          const c = SimGitlab.diffLineCounts(d.diff)
           additions += c.additions
           deletions += c.deletions
         }

@@ -2,7 +2,7 @@
 // Data is generated lazily and deterministically from a seed; only mutations are stored.
 import { Effect, type Scope } from "effect"
 import type { GlApprovals, GlCommit, GlDeployment, GlDiff, GlGroup, GlMergeRequest, GlNote, GlPipeline, GlProject } from "./simgitlab/json.ts"
-import { DAY, type Mr, type PipelineStatus, type Project, type ProjectFlags, projectIdOf, World } from "./simgitlab/model.ts"
+import { DAY, diffLineCounts, type Mr, type PipelineStatus, type Project, type ProjectFlags, projectIdOf, World } from "./simgitlab/model.ts"
 import type { GraphqlMode } from "./simgitlab/graphql.ts"
 import { Rng } from "./simgitlab/rng.ts"
 import { type Faults, noFaults, SimServer, type Stats } from "./simgitlab/server.ts"
@@ -262,16 +262,9 @@ export const make = (options: Options = {}): Effect.Effect<Handle, never, Scope.
     (handle) => Effect.promise(() => handle.stop())
   )
 
+/** Counts `+`/`-` lines of a unified diff (excluding headers), as a client would. */
+export { diffLineCounts }
+
 /** Milliseconds in a day, handy for `advanceNow`. */
 export const day = DAY
 
-/** Counts `+`/`-` lines of a unified diff (excluding headers), as a client would. */
-export const diffLineCounts = (diff: string): { readonly additions: number; readonly deletions: number } => {
-  let additions = 0
-  let deletions = 0
-  for (const line of diff.split("\n")) {
-    if (line.startsWith("+") && !line.startsWith("+++")) additions++
-    else if (line.startsWith("-") && !line.startsWith("---")) deletions++
-  }
-  return { additions, deletions }
-}

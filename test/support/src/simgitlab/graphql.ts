@@ -5,7 +5,7 @@ import { createRequire } from "node:module"
 import type * as Graphql from "graphql"
 import type { ExecutionResult, GraphQLError, GraphQLSchema } from "graphql"
 import { type GlCommit, iso, type Json } from "./json.ts"
-import type { Mr, MrDetail, Project, World } from "./model.ts"
+import { diffLineCounts, type Mr, type MrDetail, type Project, type World } from "./model.ts"
 import type { WrongTypeTarget } from "./server.ts"
 
 /** "enabled": the schema below; "disabled": POST /api/graphql answers 404; "legacy": an old GitLab
@@ -318,10 +318,9 @@ class MergeRequestNode {
     let deletions = 0
     const diffs = this.detail.diffs
     for (const d of diffs) {
-      for (const line of d.diff.split("\n")) {
-        if (line.startsWith("+")) additions++
-        else if (line.startsWith("-")) deletions++
-      }
+      const c = diffLineCounts(d.diff)
+      additions += c.additions
+      deletions += c.deletions
     }
     return { additions, deletions, changes: additions + deletions, fileCount: diffs.length }
   }

@@ -980,3 +980,14 @@ export class World {
     return { pipelines, deployments }
   }
 }
+
+/** Counts `+`/`-` lines of a unified diff (excluding headers), as a client would. */
+export const diffLineCounts = (diff: string): { readonly additions: number; readonly deletions: number } => {
+  let additions = 0
+  let deletions = 0
+  for (const line of diff.split("\n")) {
+    if (line.startsWith("+") && !line.startsWith("+++")) additions++
+    else if (line.startsWith("-") && !line.startsWith("---")) deletions++
+  }
+  return { additions, deletions }
+}

@@ -597,10 +597,6 @@ export class SimServer {
     this.graphqlMode = mode
   }
 
-  currentGraphql(): GraphqlMode {
-    return this.graphqlMode
-  }
-
   revokeToken(): void {
     this.revoked = true
   }
